@@ -1,0 +1,14 @@
+# Every dependency comes from a Debian package; nothing is downloaded.
+find_package(absl REQUIRED)
+find_package(Boost 1.74 REQUIRED)  # intrusive and container are header-only
+find_package(Threads REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(liburing IMPORTED_TARGET liburing>=2.0)  # Debian ships no CMake config
+
+if(BLKCLONE_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+  find_package(rapidcheck REQUIRED)
+endif()
+if(BLKCLONE_BUILD_BENCHMARKS)
+  find_package(benchmark REQUIRED)
+endif()

@@ -1,0 +1,40 @@
+# Helpers shared by every target of the project.
+
+# Warnings for the project's own code.
+function(blkclone_target_warnings target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow
+                         $<$<CXX_COMPILER_ID:Clang>:-Wthread-safety>
+                         $<$<BOOL:${BLKCLONE_WARNINGS_AS_ERRORS}>:-Werror>)
+endfunction()
+
+# blkclone_add_library(NAME <name> EXPORT_NAME <name> [INCLUDE_DIR <dir>] SOURCES ... DEPS ...)
+# A static library with its public headers in INCLUDE_DIR (default: include/
+# next to the calling CMakeLists), an alias blkclone::<export name>, installed
+# into the export set.
+function(blkclone_add_library)
+  cmake_parse_arguments(ARG "" "NAME;EXPORT_NAME;INCLUDE_DIR" "SOURCES;DEPS" ${ARGN})
+  if(NOT ARG_INCLUDE_DIR)
+    set(ARG_INCLUDE_DIR ${CMAKE_CURRENT_SOURCE_DIR}/include)
+  endif()
+  add_library(${ARG_NAME} STATIC ${ARG_SOURCES})
+  add_library(blkclone::${ARG_EXPORT_NAME} ALIAS ${ARG_NAME})
+  set_target_properties(${ARG_NAME} PROPERTIES EXPORT_NAME ${ARG_EXPORT_NAME}
+                                               POSITION_INDEPENDENT_CODE ON)
+  target_include_directories(${ARG_NAME} PUBLIC
+    $<BUILD_INTERFACE:${ARG_INCLUDE_DIR}>
+    $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+  target_link_libraries(${ARG_NAME} PUBLIC ${ARG_DEPS})
+  blkclone_target_warnings(${ARG_NAME})
+  install(TARGETS ${ARG_NAME} EXPORT blkcloneTargets)
+  install(DIRECTORY ${ARG_INCLUDE_DIR}/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+endfunction()
+
+# blkclone_add_test(<name> SOURCES ... DEPS ...): a GoogleTest binary whose
+# tests ctest discovers one by one.
+function(blkclone_add_test name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
+  blkclone_target_warnings(${name})
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)
+endfunction()

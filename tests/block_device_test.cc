@@ -1,0 +1,151 @@
+// The device contract: which types model BlockDevice, request validation, and
+// the type-erased and synchronous layers on top.
+#include "blkclone/block_device.hpp"
+
+#include <vector>
+
+#include "blkclone/any_block_device.hpp"
+#include "blkclone/sync_io.hpp"
+#include "blkclone/testing/memory_device.hpp"
+#include "gtest/gtest.h"
+
+namespace blkclone {
+namespace {
+
+// Minimal model: everything the concept asks, nothing more.
+struct MinimalDevice {
+  const DeviceInfo& info() const { return info_; }
+  void Submit(Request& r) noexcept { r.Complete(absl::OkStatus()); }
+  DeviceInfo info_;
+};
+static_assert(BlockDevice<MinimalDevice>);
+
+// Near-misses, each breaking one requirement.
+struct SubmitMayThrow {
+  const DeviceInfo& info() const;
+  void Submit(Request& r);
+};
+struct SubmitTakesACopy {
+  const DeviceInfo& info() const;
+  void Submit(Request r) noexcept;
+};
+struct SubmitReturnsStatus {
+  const DeviceInfo& info() const;
+  absl::Status Submit(Request& r) noexcept;
+};
+struct InfoByValue {
+  DeviceInfo info() const;
+  void Submit(Request& r) noexcept;
+};
+struct InfoNotConst {
+  const DeviceInfo& info();
+  void Submit(Request& r) noexcept;
+};
+struct NoSubmit {
+  const DeviceInfo& info() const;
+};
+static_assert(!BlockDevice<SubmitMayThrow>);
+static_assert(!BlockDevice<SubmitTakesACopy>);
+static_assert(!BlockDevice<SubmitReturnsStatus>);
+static_assert(!BlockDevice<InfoByValue>);
+static_assert(!BlockDevice<InfoNotConst>);
+static_assert(!BlockDevice<NoSubmit>);
+static_assert(!BlockDevice<int>);
+static_assert(BlockDevice<AnyBlockDevice>);
+static_assert(BlockDevice<MemoryDevice>);
+
+TEST(BlockDeviceConceptTest, MinimalModelWorksWithTheSyncHelpers) {
+  MinimalDevice device;
+  EXPECT_TRUE(Flush(device).ok());
+}
+
+DeviceInfo SampleInfo() {
+  return DeviceInfo{.size = 1 << 20, .logical_block_size = 4096, .memory_alignment = 512,
+                    .max_transfer = 1 << 16,
+                    .caps = {.discard = true, .write_zeroes = false}};
+}
+
+TEST(ValidateRequestTest, AcceptsWellFormedRequests) {
+  alignas(4096) static std::byte buffer[1 << 16];
+  EXPECT_TRUE(ValidateRequest(SampleInfo(), Request::Read(0, buffer)).ok());
+  EXPECT_TRUE(ValidateRequest(SampleInfo(), Request::Write((1 << 20) - (1 << 16), buffer, kFua))
+                  .ok());
+  EXPECT_TRUE(ValidateRequest(SampleInfo(), Request::Flush()).ok());
+  EXPECT_TRUE(ValidateRequest(SampleInfo(), Request::Discard(4096, (1 << 20) - 4096)).ok());
+}
+
+TEST(ValidateRequestTest, NamesEachRuleItEnforces) {
+  alignas(4096) static std::byte buffer[2 << 16];
+  const DeviceInfo info = SampleInfo();
+  struct Case {
+    Request request;
+    absl::StatusCode code;
+    const char* words;
+  };
+  Request fua_read = Request::Read(0, std::span(buffer).first(4096));
+  fua_read.flags = kFua;
+  Request flush_with_range = Request::Flush();
+  flush_with_range.length = 4096;
+  Request no_buffer = Request::Read(0, std::span(buffer).first(4096));
+  no_buffer.data = nullptr;
+  const Case cases[] = {
+      {Request::Read(512, std::span(buffer).first(4096)), absl::StatusCode::kInvalidArgument,
+       "logical block size"},
+      {Request::Read(0, std::span(buffer).subspan(1, 4096)), absl::StatusCode::kInvalidArgument,
+       "aligned to 512"},
+      {Request::Read(1 << 20, std::span(buffer).first(4096)), absl::StatusCode::kOutOfRange,
+       "beyond the end"},
+      {Request::Read(~uint64_t{4095}, std::span(buffer).first(4096)),
+       absl::StatusCode::kOutOfRange, "beyond the end"},
+      {Request::Read(0, std::span(buffer).first(2 << 16)), absl::StatusCode::kInvalidArgument,
+       "maximum transfer"},
+      {Request::WriteZeroes(0, 4096), absl::StatusCode::kUnimplemented, "cannot write zeroes"},
+      {fua_read, absl::StatusCode::kInvalidArgument, "invalid flags"},
+      {flush_with_range, absl::StatusCode::kInvalidArgument, "flush takes no"},
+      {no_buffer, absl::StatusCode::kInvalidArgument, "no buffer"},
+  };
+  for (const Case& c : cases) {
+    absl::Status s = ValidateRequest(info, c.request);
+    EXPECT_EQ(s.code(), c.code) << s;
+    EXPECT_NE(s.message().find(c.words), absl::string_view::npos) << s;
+  }
+  DeviceInfo read_only = info;
+  read_only.caps.read_only = true;
+  EXPECT_EQ(ValidateRequest(read_only, Request::Discard(0, 4096)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(ValidateRequest(read_only, Request::Read(0, std::span(buffer).first(4096))).ok());
+}
+
+TEST(AnyBlockDeviceTest, ForwardsToTheOwnedDevice) {
+  auto memory = MemoryDevice::Create({.size = 1 << 16});
+  ASSERT_TRUE(memory.ok());
+  MemoryDevice* raw = memory->get();
+  AnyBlockDevice any(std::move(*memory));
+  EXPECT_EQ(any.info().size, 1u << 16);
+  std::vector<std::byte> data(512, std::byte{7});
+  ASSERT_TRUE(WriteAt(any, 1024, data).ok());
+  EXPECT_EQ(raw->Contents()[1024], std::byte{7});
+  EXPECT_EQ(raw->Contents()[1023], std::byte{0});
+}
+
+TEST(AnyBlockDeviceTest, BorrowsWithoutOwning) {
+  auto memory = MemoryDevice::Create({.size = 1 << 16});
+  ASSERT_TRUE(memory.ok());
+  {
+    AnyBlockDevice view = AnyBlockDevice::Borrow(**memory);
+    std::vector<std::byte> data(512, std::byte{9});
+    ASSERT_TRUE(WriteAt(view, 0, data).ok());
+  }
+  EXPECT_EQ((*memory)->Contents()[0], std::byte{9});  // still alive after the view
+}
+
+TEST(SyncIoTest, ReturnsTheDeviceError) {
+  auto memory = MemoryDevice::Create({.size = 1 << 16});
+  ASSERT_TRUE(memory.ok());
+  std::vector<std::byte> data(512);
+  EXPECT_EQ(ReadAt(**memory, 1 << 16, data).code(), absl::StatusCode::kOutOfRange);
+  EXPECT_TRUE(WriteZeroes(**memory, 0, 4096, kFua | kPreflush).ok());
+}
+
+}  // namespace
+}  // namespace blkclone
