@@ -1,0 +1,519 @@
+// Clone: a BlockDevice that presents a read-only source as a writable copy
+// while its regions are hydrated into a destination (Linux dm-clone's rules).
+//
+// Reads of hydrated regions go to the destination, of other regions to the
+// source. A write to an unhydrated region first hydrates it (or, when it covers
+// the whole region, is the hydration); writes arriving meanwhile wait behind
+// that single hydration. Discards mark whole regions hydrated without copying.
+// FLUSH and FUA commit the metadata when the map changed since the last
+// commit, after flushing the destination. The source is only ever read.
+//
+//   InMemoryMetadata meta(*MakeCloneGeometry(src.info(), dst.info(), 64 << 10));
+//   BufferedCopier copier(src, dst);
+//   auto clone = Clone<FileDevice, FileDevice, decltype(copier)>::Create(
+//       src, dst, copier, meta, {});
+//   BLKCLONE_RETURN_IF_ERROR(WriteAt(**clone, 0, data, kFua));
+//
+// Threading: Submit from any thread. Completions of the devices and copier run
+// the engine's continuations; the engine never holds its lock across Submit or
+// Copy, so devices may complete inline. One committer thread runs commits.
+// Locking: mu_ guards the in-flight hydration index, waiting lists and commit
+// sequence numbers; the region map is read without it.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "blkclone/block_device.hpp"
+#include "blkclone/clone_geometry.hpp"
+#include "blkclone/copier.hpp"
+#include "blkclone/internal/clone_parts.hpp"
+#include "blkclone/internal/mutex.hpp"
+#include "blkclone/internal/object_pool.hpp"
+#include "blkclone/metadata.hpp"
+#include "blkclone/status.hpp"
+#include "blkclone/sync_io.hpp"
+
+namespace blkclone {
+
+struct CloneOptions {
+  // Pass discards, trimmed to whole regions, on to the destination (when it can).
+  bool discard_passdown = true;
+  // Commit at least this often while the map changes.
+  std::chrono::milliseconds commit_interval{1000};
+};
+
+template <BlockDevice Source, BlockDevice Dest, Copier CopierT>
+class Clone {
+ public:
+  // Checks that the devices match the metadata's geometry and that the
+  // region size suits both devices; the devices, copier and metadata must
+  // outlive the clone.
+  static absl::StatusOr<std::unique_ptr<Clone>> Create(Source& source, Dest& dest,
+                                                       CopierT& copier, Metadata& metadata,
+                                                       const CloneOptions& options) {
+    const CloneGeometry& g = metadata.geometry();
+    BLKCLONE_ASSIGN_OR_RETURN(CloneGeometry expected,
+                              MakeCloneGeometry(source.info(), dest.info(), g.region_size));
+    if (!(expected == g))
+      return absl::FailedPreconditionError(absl::StrCat(
+          "metadata geometry (source ", g.source_size, " bytes, destination ", g.dest_size,
+          " bytes, region ", g.region_size, ") does not match the devices (source ",
+          expected.source_size, " bytes, destination ", expected.dest_size, " bytes)"));
+    return std::unique_ptr<Clone>(new Clone(source, dest, copier, metadata, options));
+  }
+
+  // Close()s the clone.
+  ~Clone() { (void)Close(); }
+  Clone(const Clone&) = delete;
+  Clone& operator=(const Clone&) = delete;
+
+  const DeviceInfo& info() const { return info_; }
+  const CloneGeometry& geometry() const { return geometry_; }
+  const Metadata& metadata() const { return metadata_; }
+  bool discard_passdown() const { return discard_passdown_; }
+
+  void Submit(Request& user) noexcept {
+    if (absl::Status status = ValidateRequest(info_, user); !status.ok())
+      return user.Complete(std::move(status));
+    {
+      internal::MutexLock lock(mu_);
+      if (closing_)
+        return user.Complete(absl::FailedPreconditionError("the clone is closed"));
+      ++active_ios_;
+    }
+    internal::UserIo* io = ios_.Get();
+    io->user = &user;
+    io->failed.store(false, std::memory_order_relaxed);
+    io->status = absl::OkStatus();
+    io->after_preflush = (user.flags & kPreflush) != 0 && user.op != Op::kFlush;
+    if (user.op == Op::kFlush || io->after_preflush) {
+      StartFlush(*io);
+    } else {
+      Dispatch(*io);
+    }
+  }
+
+  // Commits the metadata if the map changed: a FLUSH of the clone.
+  [[nodiscard]] absl::Status Commit() { return Flush(*this); }
+
+  // Waits for every request and hydration in flight, commits, and stops the
+  // committer. Later requests fail with kFailedPrecondition. Idempotent.
+  [[nodiscard]] absl::Status Close() {
+    {
+      internal::MutexLock lock(mu_);
+      if (closing_) return close_status_;
+      closing_ = true;
+      drained_cv_.Wait(mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return active_ios_ == 0 && active_hydrations_ == 0;
+      });
+    }
+    absl::Status status = RunCommit();
+    {
+      internal::MutexLock lock(mu_);
+      stopping_ = true;
+      close_status_ = status;
+      commit_cv_.SignalAll();
+    }
+    committer_.join();
+    return status;
+  }
+
+  // Regions being hydrated right now (the dm status line's "hydrating regions").
+  uint64_t hydrating_regions() const {
+    internal::MutexLock lock(mu_);
+    return hydrating_regions_;
+  }
+  // User requests in flight.
+  uint64_t active_requests() const {
+    internal::MutexLock lock(mu_);
+    return active_ios_;
+  }
+
+ private:
+  using Piece = internal::Piece;
+  using UserIo = internal::UserIo;
+  using Hydration = internal::Hydration;
+
+  Clone(Source& source, Dest& dest, CopierT& copier, Metadata& metadata,
+        const CloneOptions& options)
+      : source_(source),
+        dest_(dest),
+        copier_(copier),
+        metadata_(metadata),
+        geometry_(metadata.geometry()),
+        info_(MakeInfo(source.info(), dest.info())),
+        piece_limit_(PieceLimit(source.info(), dest.info(), info_.logical_block_size)),
+        discard_passdown_(options.discard_passdown && dest.info().caps.discard),
+        commit_interval_(options.commit_interval) {
+    committer_ = std::thread([this] { CommitLoop(); });
+  }
+
+  static DeviceInfo MakeInfo(const DeviceInfo& source, const DeviceInfo& dest) {
+    return DeviceInfo{
+        .size = source.size,
+        .logical_block_size = std::max(source.logical_block_size, dest.logical_block_size),
+        .memory_alignment = std::max(source.memory_alignment, dest.memory_alignment),
+        .max_transfer = 0,
+        .caps = {.discard = true,
+                 .discard_zeroes_data = false,
+                 .write_zeroes = dest.caps.write_zeroes,
+                 .read_only = false,
+                 .volatile_write_cache = true,
+                 .fua = FuaSupport::kEmulated}};
+  }
+
+  // The largest piece both devices accept, in whole blocks (0: no limit).
+  static uint64_t PieceLimit(const DeviceInfo& source, const DeviceInfo& dest, uint64_t block) {
+    uint64_t limit = 0;
+    for (uint64_t max : {source.max_transfer, dest.max_transfer}) {
+      if (max != 0) limit = limit == 0 ? max : std::min(limit, max);
+    }
+    return limit == 0 ? 0 : std::max(block, limit / block * block);
+  }
+
+  uint64_t RegionOf(uint64_t offset) const { return offset / geometry_.region_size; }
+
+  // ---- Splitting and routing ----
+
+  // Splits a read, write or write-zeroes at region boundaries (and the
+  // devices' transfer limits) and routes each piece; a discard is one piece.
+  // The last piece may complete the request inline, so once it is routed
+  // neither `io` nor the user's request may be touched.
+  void Dispatch(UserIo& io) {
+    const Request& user = *io.user;
+    if (user.op == Op::kDiscard) return DispatchDiscard(io);
+    const Op op = user.op;
+    const uint8_t flags = user.flags & kFua;
+    const uint64_t begin = user.offset, end = user.offset + user.length;
+    std::byte* const data = user.data;
+    if (begin == end) return FinishIo(io);
+    uint32_t pieces = 0;
+    for (uint64_t at = begin; at < end; at = PieceEnd(at, end)) ++pieces;
+    io.pieces_left.store(pieces, std::memory_order_relaxed);
+    for (uint64_t at = begin; at < end;) {
+      const uint64_t next = PieceEnd(at, end);
+      Piece& piece = NewPiece(io);
+      piece.region = RegionOf(at);
+      piece.down = Request::Make(op, flags, at, next - at,
+                                 data == nullptr ? nullptr : data + (at - begin));
+      at = next;
+      Route(piece);
+    }
+  }
+
+  uint64_t PieceEnd(uint64_t at, uint64_t end) const {
+    end = std::min((RegionOf(at) + 1) * geometry_.region_size, end);
+    if (piece_limit_ != 0) end = std::min(end, at + piece_limit_);
+    return end;
+  }
+
+  Piece& NewPiece(UserIo& io) {
+    Piece* piece = pieces_.Get();
+    piece->owner = this;
+    piece->io = &io;
+    piece->hydration = nullptr;
+    return *piece;
+  }
+
+  void Route(Piece& piece) {
+    if (piece.down.op == Op::kRead) {
+      if (metadata_.map().IsSet(piece.region)) return SubmitDown(piece, dest_);
+      return SubmitDown(piece, source_);
+    }
+    if (metadata_.map().IsSet(piece.region)) return SubmitDown(piece, dest_);
+    RouteToUnhydrated(piece);
+  }
+
+  // A write-like piece for a region that was not hydrated when looked at.
+  void RouteToUnhydrated(Piece& piece) {
+    Hydration* hydration = nullptr;
+    {
+      internal::MutexLock lock(mu_);
+      if (!metadata_.map().IsSet(piece.region)) {
+        if (Hydration* in_flight = FindHydration(piece.region, piece.region + 1)) {
+          in_flight->waiters.push_back(piece);
+          return;
+        }
+        hydration = NewHydrationLocked(piece.region, 1);
+        hydration->overwrite = piece.down.length == geometry_.region_size;
+        if (!hydration->overwrite) hydration->waiters.push_back(piece);
+      }
+    }
+    if (hydration == nullptr) return SubmitDown(piece, dest_);  // hydrated meanwhile
+    if (!hydration->overwrite) return StartCopy(*hydration);
+    // The write is the hydration: no copy, the region counts once it lands.
+    piece.hydration = hydration;
+    piece.down.context = &piece;
+    piece.down.on_complete = &OnOverwriteDone;
+    dest_.Submit(piece.down);
+  }
+
+  template <class Device>
+  void SubmitDown(Piece& piece, Device& device) {
+    piece.down.context = &piece;
+    piece.down.on_complete = &OnPieceDone;
+    device.Submit(piece.down);
+  }
+
+  static void OnPieceDone(Request& down, absl::Status status) {
+    Piece& piece = *static_cast<Piece*>(down.context);
+    static_cast<Clone*>(piece.owner)->FinishPiece(piece, std::move(status));
+  }
+
+  // ---- Hydrations ----
+
+  // The in-flight hydration overlapping regions [first, end), if any.
+  Hydration* FindHydration(uint64_t first, uint64_t end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = hydrations_.upper_bound(end - 1, internal::HydrationKeyLess());
+    if (it == hydrations_.begin()) return nullptr;
+    --it;
+    return it->first_region + it->region_count > first ? &*it : nullptr;
+  }
+
+  Hydration* NewHydrationLocked(uint64_t first, uint64_t count)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Hydration* hydration = hydration_pool_.Get();
+    hydration->owner = this;
+    hydration->first_region = first;
+    hydration->region_count = count;
+    hydration->overwrite = false;
+    hydrations_.insert(*hydration);
+    hydrating_regions_ += count;
+    ++active_hydrations_;
+    return hydration;
+  }
+
+  void StartCopy(Hydration& hydration) {
+    const uint64_t offset = hydration.first_region * geometry_.region_size;
+    hydration.job.offset = offset;
+    hydration.job.length =
+        std::min(hydration.region_count * geometry_.region_size, geometry_.source_size - offset);
+    hydration.job.context = &hydration;
+    hydration.job.on_complete = &OnCopyDone;
+    copier_.Copy(hydration.job);
+  }
+
+  static void OnCopyDone(CopyJob& job, absl::Status status) {
+    Hydration& hydration = *static_cast<Hydration*>(job.context);
+    static_cast<Clone*>(hydration.owner)->FinishHydration(hydration, std::move(status));
+  }
+
+  static void OnOverwriteDone(Request& down, absl::Status status) {
+    Piece& piece = *static_cast<Piece*>(down.context);
+    Clone& self = *static_cast<Clone*>(piece.owner);
+    // Mark first: the write is acknowledged only once its region counts.
+    self.FinishHydration(*piece.hydration, status);
+    self.FinishPiece(piece, std::move(status));
+  }
+
+  // Marks the regions on success, then restarts or fails what waited.
+  void FinishHydration(Hydration& hydration, absl::Status status) {
+    internal::WaitList waiters;
+    const bool was_copy = !hydration.overwrite;
+    {
+      internal::MutexLock lock(mu_);
+      if (status.ok()) {
+        metadata_.MarkHydrated(hydration.first_region, hydration.region_count);
+        ++mark_seq_;
+      }
+      hydrations_.erase(hydrations_.iterator_to(hydration));
+      hydrating_regions_ -= hydration.region_count;
+      waiters.swap(hydration.waiters);
+    }
+    hydration_pool_.Put(&hydration);
+    while (!waiters.empty()) {
+      Piece& piece = waiters.front();
+      waiters.pop_front();
+      // Writes behind a failed copy fail with its error (they needed its data);
+      // behind a failed overwrite, and discards, they simply run again.
+      if (status.ok() || !was_copy || piece.down.op == Op::kDiscard) {
+        piece.down.op == Op::kDiscard ? RouteDiscard(piece) : Route(piece);
+      } else {
+        FinishPiece(piece, status);
+      }
+    }
+    internal::MutexLock lock(mu_);
+    if (--active_hydrations_ == 0) drained_cv_.SignalAll();
+  }
+
+  // ---- Discards ----
+
+  void DispatchDiscard(UserIo& io) {
+    const Request& user = *io.user;
+    const uint64_t region = geometry_.region_size;
+    const uint64_t first = (user.offset + region - 1) / region;
+    const uint64_t end = user.offset + user.length == geometry_.source_size
+                             ? geometry_.region_count  // the short last region counts whole
+                             : (user.offset + user.length) / region;
+    if (first >= end) return FinishIo(io);  // no whole region: nothing to do
+    io.pieces_left.store(1, std::memory_order_relaxed);
+    Piece& piece = NewPiece(io);
+    piece.region = first;
+    piece.region_end = end;
+    const uint64_t byte_end = std::min(end * region, geometry_.source_size);
+    piece.down = Request::Discard(first * region, byte_end - first * region);
+    RouteDiscard(piece);
+  }
+
+  // Waits behind a hydration in flight in the range (its copy could land after
+  // the discard and after writes that follow it), else marks the range.
+  void RouteDiscard(Piece& piece) {
+    {
+      internal::MutexLock lock(mu_);
+      if (Hydration* in_flight = FindHydration(piece.region, piece.region_end)) {
+        in_flight->waiters.push_back(piece);
+        return;
+      }
+      metadata_.MarkHydrated(piece.region, piece.region_end - piece.region);
+      ++mark_seq_;
+    }
+    if (discard_passdown_) return SubmitDown(piece, dest_);
+    FinishPiece(piece, absl::OkStatus());
+  }
+
+  // ---- Completion ----
+
+  void FinishPiece(Piece& piece, absl::Status status) {
+    UserIo& io = *piece.io;
+    pieces_.Put(&piece);
+    if (!status.ok() && !io.failed.exchange(true, std::memory_order_relaxed))
+      io.status = std::move(status);
+    if (io.pieces_left.fetch_sub(1, std::memory_order_acq_rel) == 1) FinishIo(io);
+  }
+
+  // All pieces are done: a FUA write still needs a commit if the map changed.
+  void FinishIo(UserIo& io) {
+    if (io.status.ok() && (io.user->flags & kFua) != 0 && io.user->op != Op::kFlush) {
+      internal::MutexLock lock(mu_);
+      if (mark_seq_ > committed_seq_) {
+        commit_waiters_.push_back(io);
+        commit_cv_.SignalAll();
+        return;
+      }
+    }
+    CompleteUser(io, io.status);
+  }
+
+  void CompleteUser(UserIo& io, absl::Status status) {
+    Request& user = *io.user;
+    ios_.Put(&io);
+    user.Complete(std::move(status));
+    internal::MutexLock lock(mu_);
+    if (--active_ios_ == 0) drained_cv_.SignalAll();
+  }
+
+  // ---- Flushes and commits ----
+
+  // A flush (or the flush in front of a PREFLUSH request): a commit when the
+  // map changed, else a plain destination flush.
+  void StartFlush(UserIo& io) {
+    {
+      internal::MutexLock lock(mu_);
+      if (mark_seq_ > committed_seq_) {
+        commit_waiters_.push_back(io);
+        commit_cv_.SignalAll();
+        return;
+      }
+    }
+    io.pieces_left.store(1, std::memory_order_relaxed);
+    Piece& piece = NewPiece(io);
+    piece.down = Request::Flush();
+    piece.down.context = &piece;
+    piece.down.on_complete = [](Request& down, absl::Status status) {
+      Piece& p = *static_cast<Piece*>(down.context);
+      static_cast<Clone*>(p.owner)->FinishFlush(*p.io, &p, std::move(status));
+    };
+    dest_.Submit(piece.down);
+  }
+
+  void FinishFlush(UserIo& io, Piece* piece, absl::Status status) {
+    if (piece != nullptr) pieces_.Put(piece);
+    if (status.ok() && io.after_preflush) {
+      io.after_preflush = false;
+      return Dispatch(io);
+    }
+    CompleteUser(io, std::move(status));
+  }
+
+  void CommitLoop() {
+    internal::MutexLock lock(mu_);
+    for (;;) {
+      commit_cv_.WaitFor(mu_, commit_interval_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || !commit_waiters_.empty();
+      });
+      if (stopping_) return;
+      if (commit_waiters_.empty() && mark_seq_ == committed_seq_) continue;
+      mu_.Unlock();
+      (void)RunCommit();
+      mu_.Lock();
+    }
+  }
+
+  // One commit: seal, flush the destination, persist; then completes the
+  // requests that waited for it. Serialised by commit_mu_.
+  absl::Status RunCommit() {
+    internal::MutexLock commit_lock(commit_mu_);
+    internal::UserIoList waiters;
+    uint64_t sealed_seq;
+    {
+      internal::MutexLock lock(mu_);
+      waiters.swap(commit_waiters_);
+      sealed_seq = mark_seq_;
+      metadata_.Seal();
+    }
+    absl::Status status = Flush(dest_);
+    if (status.ok()) status = metadata_.CommitSealed();
+    {
+      internal::MutexLock lock(mu_);
+      if (status.ok()) committed_seq_ = std::max(committed_seq_, sealed_seq);
+    }
+    while (!waiters.empty()) {
+      UserIo& io = waiters.front();
+      waiters.pop_front();
+      if (io.user->op == Op::kFlush || io.after_preflush) {
+        FinishFlush(io, nullptr, status);
+      } else {
+        CompleteUser(io, status);
+      }
+    }
+    return status;
+  }
+
+  Source& source_;
+  Dest& dest_;
+  CopierT& copier_;
+  Metadata& metadata_;
+  const CloneGeometry geometry_;
+  const DeviceInfo info_;
+  const uint64_t piece_limit_;
+  const bool discard_passdown_;
+  const std::chrono::milliseconds commit_interval_;
+
+  internal::ObjectPool<UserIo> ios_;
+  internal::ObjectPool<Piece> pieces_;
+  internal::ObjectPool<Hydration> hydration_pool_;
+
+  mutable internal::Mutex mu_;
+  internal::HydrationIndex hydrations_ ABSL_GUARDED_BY(mu_);
+  uint64_t hydrating_regions_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t active_hydrations_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t active_ios_ ABSL_GUARDED_BY(mu_) = 0;
+  internal::CondVar drained_cv_;
+  // Every MarkHydrated bumps mark_seq_; a commit that sealed at sequence S
+  // sets committed_seq_ = S. Changed since the last commit: mark_seq_ > committed_seq_.
+  uint64_t mark_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t committed_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  internal::UserIoList commit_waiters_ ABSL_GUARDED_BY(mu_);
+  internal::CondVar commit_cv_;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status close_status_ ABSL_GUARDED_BY(mu_);
+  internal::Mutex commit_mu_;
+  std::thread committer_;
+};
+
+}  // namespace blkclone
