@@ -1,6 +1,8 @@
 // InMemoryMetadata: two maps, the live one and the committed one.
 #include "blkclone/in_memory_metadata.hpp"
 
+#include <utility>
+
 namespace blkclone {
 
 InMemoryMetadata::InMemoryMetadata(const CloneGeometry& geometry)
@@ -8,16 +10,24 @@ InMemoryMetadata::InMemoryMetadata(const CloneGeometry& geometry)
 
 InMemoryMetadata::InMemoryMetadata(const CloneGeometry& geometry,
                                    const std::vector<bool>& committed)
-    : geometry_(geometry), map_(geometry.region_count), committed_(committed) {
+    : geometry_(geometry), committed_(committed) {
   committed_.resize(geometry.region_count);
-  for (uint64_t r = 0; r < committed_.size(); ++r) {
-    if (committed_[r]) map_.Set(r);
+  internal::MutexLock lock(mu_);
+  maps_.push_back(MapOf(committed_));
+  map_.store(maps_.back().get(), std::memory_order_release);
+}
+
+std::unique_ptr<RegionMap> InMemoryMetadata::MapOf(const std::vector<bool>& regions) const {
+  auto map = std::make_unique<RegionMap>(geometry_.region_count);
+  for (uint64_t r = 0; r < regions.size(); ++r) {
+    if (regions[r]) map->Set(r);
   }
+  return map;
 }
 
 void InMemoryMetadata::MarkHydrated(uint64_t first, uint64_t count) {
   internal::MutexLock lock(mu_);
-  map_.SetRange(first, count);
+  maps_.back()->SetRange(first, count);
   pending_.emplace_back(first, count);
 }
 
@@ -35,6 +45,27 @@ absl::Status InMemoryMetadata::CommitSealed() {
   sealed_.clear();
   ++commits_;
   return absl::OkStatus();
+}
+
+absl::Status InMemoryMetadata::ReloadCommitted() {
+  internal::MutexLock lock(mu_);
+  if (!reload_error_.ok()) return std::exchange(reload_error_, absl::OkStatus());
+  pending_.clear();
+  sealed_.clear();
+  maps_.push_back(MapOf(committed_));
+  map_.store(maps_.back().get(), std::memory_order_release);
+  return absl::OkStatus();
+}
+
+void InMemoryMetadata::FailNextReload(absl::Status error) {
+  internal::MutexLock lock(mu_);
+  reload_error_ = std::move(error);
+}
+
+MetadataUsage InMemoryMetadata::usage() const {
+  const uint64_t bitmap_blocks = (geometry_.region_count + 32767) / 32768;
+  return MetadataUsage{.block_size = 4096, .used_blocks = 1 + bitmap_blocks,
+                       .total_blocks = 1 + bitmap_blocks};
 }
 
 std::vector<bool> InMemoryMetadata::CommittedRegions() const {

@@ -7,6 +7,7 @@
 #include "blkclone/buffered_copier.hpp"
 #include "blkclone/clone.hpp"
 #include "blkclone/in_memory_metadata.hpp"
+#include "blkclone/status.hpp"
 #include "blkclone/sync_io.hpp"
 #include "blkclone/testing/fault_device.hpp"
 #include "blkclone/testing/guard_device.hpp"
@@ -20,6 +21,14 @@ using Bytes = std::vector<std::byte>;
 constexpr uint64_t kRegion = 8192;
 constexpr uint64_t kSize = 32 * kRegion;
 
+struct RecordedEvents : CloneEvents {
+  void OnModeChange(CloneMode mode, const absl::Status& cause) override {
+    EXPECT_FALSE(cause.ok());
+    modes.push_back(mode);
+  }
+  std::vector<CloneMode> modes;  // changes arrive from the committer, one at a time
+};
+
 class CloneFaultsTest : public ::testing::Test {
  protected:
   using Source = FaultInjectingDevice<ReadOnlyGuard<MemoryDevice>>;
@@ -31,7 +40,7 @@ class CloneFaultsTest : public ::testing::Test {
     std::mt19937 rng(5);
     for (auto& b : source_data_) b = std::byte(rng());
     source_memory_->Fill(0, source_data_);
-    clone_ = *TestClone::Create(source_, dest_, copier_, metadata_, {});
+    clone_ = *TestClone::Create(source_, dest_, copier_, metadata_, {.events = &events_});
   }
 
   Bytes SourceSlice(uint64_t offset, uint64_t length) {
@@ -48,6 +57,7 @@ class CloneFaultsTest : public ::testing::Test {
   BufferedCopier<Source, Dest> copier_{source_, dest_};
   InMemoryMetadata metadata_{*MakeCloneGeometry(source_.info(), dest_.info(), kRegion)};
   Bytes source_data_;
+  RecordedEvents events_;
   std::unique_ptr<TestClone> clone_;
 };
 
@@ -98,13 +108,45 @@ TEST_F(CloneFaultsTest, DestinationErrorDuringHydrationLeavesTheRegionUnhydrated
   EXPECT_EQ(region, SourceSlice(4 * kRegion, kRegion));
 }
 
-TEST_F(CloneFaultsTest, FailedDestinationFlushFailsTheFlushAndCommitsNothing) {
-  ASSERT_TRUE(WriteAt(*clone_, 5 * kRegion, Bytes(512, std::byte{1})).ok());
+TEST_F(CloneFaultsTest, FailedCommitSwitchesToReadOnlyAndKeepsWhatWasCommitted) {
+  ASSERT_TRUE(WriteAt(*clone_, 2 * kRegion, Bytes(512, std::byte{7}), kFua).ok());  // committed
+  ASSERT_TRUE(WriteAt(*clone_, 5 * kRegion, Bytes(512, std::byte{1})).ok());        // not yet
   dest_.AddRule({.ops = {Op::kFlush}, .count = 1, .error = absl::InternalError("flush EIO")});
   EXPECT_EQ(Flush(*clone_).code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(clone_->mode(), CloneMode::kReadOnly);
+  ASSERT_EQ(events_.modes.size(), 1u);
+  EXPECT_EQ(events_.modes[0], CloneMode::kReadOnly);
   EXPECT_FALSE(metadata_.CommittedRegions()[5]) << "committed before its data was durable (I1)";
-  ASSERT_TRUE(Flush(*clone_).ok());
-  EXPECT_TRUE(metadata_.CommittedRegions()[5]);
+  // The committed state was reloaded: region 5 reads from the source again.
+  EXPECT_FALSE(metadata_.map().IsSet(5));
+  Bytes region(kRegion);
+  ASSERT_TRUE(ReadAt(*clone_, 5 * kRegion, region).ok());
+  EXPECT_EQ(region, SourceSlice(5 * kRegion, kRegion));
+  // Reads and writes of committed regions work; anything needing a new mark fails.
+  ASSERT_TRUE(ReadAt(*clone_, 2 * kRegion, region).ok());
+  EXPECT_EQ(region[0], std::byte{7});
+  EXPECT_TRUE(WriteAt(*clone_, 2 * kRegion, Bytes(512, std::byte{8})).ok());
+  EXPECT_EQ(StatusToErrno(WriteAt(*clone_, 6 * kRegion, Bytes(512, std::byte{1}))), EIO);
+  EXPECT_EQ(StatusToErrno(Discard(*clone_, 0, kRegion)), EIO);
+  EXPECT_TRUE(Flush(*clone_).ok()) << "nothing to commit: a plain destination flush";
+  // Reopening returns to rw.
+  ASSERT_TRUE(clone_->Close().ok());
+  clone_ = *TestClone::Create(source_, dest_, copier_, metadata_, {});
+  EXPECT_EQ(clone_->mode(), CloneMode::kReadWrite);
+  EXPECT_TRUE(WriteAt(*clone_, 6 * kRegion, Bytes(512, std::byte{1}), kFua).ok());
+}
+
+TEST_F(CloneFaultsTest, UnreadableCommittedStateMeansFail) {
+  metadata_.FailNextReload();
+  ASSERT_TRUE(WriteAt(*clone_, 5 * kRegion, Bytes(512, std::byte{1})).ok());
+  dest_.AddRule({.ops = {Op::kFlush}, .count = 1});
+  EXPECT_FALSE(Flush(*clone_).ok());
+  EXPECT_EQ(clone_->mode(), CloneMode::kFail);
+  ASSERT_EQ(events_.modes.size(), 2u);
+  EXPECT_EQ(events_.modes[1], CloneMode::kFail);
+  Bytes block(512);
+  EXPECT_EQ(StatusToErrno(ReadAt(*clone_, 0, block)), EIO);
+  EXPECT_EQ(StatusToErrno(Flush(*clone_)), EIO);
 }
 
 TEST_F(CloneFaultsTest, DiscardPassdownErrorFailsTheDiscard) {

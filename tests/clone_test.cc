@@ -327,7 +327,6 @@ TEST_F(CloneTest, WritesToARegionBeingHydratedWaitBehindTheOneHydration) {
 TEST_F(CloneTest, WritesBehindAFullRegionOverwriteRunAfterIt) {
   copier_->Hold();
   Bytes whole = RandomBytes(kRegion, 10);
-  dest_->Fill(0, {});  // nothing; the overwrite goes straight to the destination
   auto first = StartWrite(4 * kRegion, whole);
   EXPECT_TRUE(first->Wait().ok());
   EXPECT_EQ(copier_->jobs(), 0);

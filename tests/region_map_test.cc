@@ -2,8 +2,8 @@
 //
 // Model-based properties compare the map with a plain std::vector<bool> after every mutation;
 // unit tests pin down edge sizes, clipping, persistence and a full 2^32-region map; the
-// concurrency test checks exact counting under racing setters and is meant to also run under
-// ThreadSanitizer.
+// concurrency tests check exact counting and searches under racing threads and are meant to also
+// run under ThreadSanitizer.
 
 #include "blkclone/region_map.hpp"
 
@@ -15,20 +15,33 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <latch>
 #include <limits>
-#include <memory>
 #include <ostream>
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
+
+#if defined(__SANITIZE_THREAD__)
+#define BLKCLONE_UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define BLKCLONE_UNDER_TSAN 1
+#endif
+#endif
 
 namespace blkclone {
 namespace {
+
+#ifdef BLKCLONE_UNDER_TSAN
+constexpr bool kUnderThreadSanitizer = true;
+#else
+constexpr bool kUnderThreadSanitizer = false;
+#endif
 
 constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
 
@@ -174,6 +187,7 @@ RC_GTEST_PROP(RegionMapProperty, MatchesVectorModel, ()) {
   CheckAround(map, model, {});
   const int op_count = *rc::gen::inRange(0, 40);
   for (int i = 0; i < op_count; ++i) {
+    // Set and OrWord need an existing region; SetRange accepts any range.
     const int op = *rc::gen::inRange(0, size == 0 ? 1 : 3);
     if (op == 0) {
       const uint64_t first = *GenFirst(size);
@@ -381,24 +395,15 @@ TEST(RegionMapTest, WordsRestoreAnIdenticalMap) {
   EXPECT_FALSE(original.AllSet());
 }
 
-// Calls FindNextUnset(from) `calls` times or until `budget` runs out; a map without working
-// summary levels rescans millions of words per call and cannot finish in time.
-int TimedSearches(const RegionMap& map, uint64_t from, uint64_t expected, int calls,
-                  std::chrono::milliseconds budget) {
-  const auto deadline = std::chrono::steady_clock::now() + budget;
-  int done = 0;
-  while (done < calls && std::chrono::steady_clock::now() < deadline) {
-    if (map.FindNextUnset(from) != expected) return -1;
-    ++done;
-  }
-  return done;
-}
-
 TEST(RegionMapTest, HugeMapSkipsHydratedStretches) {
   constexpr uint64_t kSize = uint64_t{1} << 32;
   constexpr uint64_t kChunk = uint64_t{1} << 28;
   constexpr uint64_t kHole = 3'000'000'019;
   constexpr uint64_t kLast = kSize - 1;
+  if (kUnderThreadSanitizer) {
+    // Single-threaded, so nothing for TSan to check, while its shadow of 512 MiB takes many GiB.
+    GTEST_SKIP() << "2^32-region map under ThreadSanitizer";
+  }
   RegionMap map(kSize);
   ASSERT_EQ(map.word_count(), kSize / 64);
 
@@ -418,11 +423,9 @@ TEST(RegionMapTest, HugeMapSkipsHydratedStretches) {
   EXPECT_EQ(map.FindNextUnset(kHole + 1), kLast);
   EXPECT_EQ(map.FindNextSet(kHole), kHole + 1);
   EXPECT_EQ(map.Word(kHole / 64), ~(uint64_t{1} << (kHole % 64)));
-  EXPECT_EQ(TimedSearches(map, kHole + 1, kLast, 1000, std::chrono::seconds(2)), 1000);
 
   EXPECT_TRUE(map.Set(kHole));
   EXPECT_EQ(map.FindNextUnset(0), kLast);
-  EXPECT_EQ(TimedSearches(map, 0, kLast, 1000, std::chrono::seconds(2)), 1000);
   EXPECT_EQ(map.SetRange(kLast, kMax), 1u);
   EXPECT_EQ(map.CountSet(), kSize);
   EXPECT_TRUE(map.AllSet());

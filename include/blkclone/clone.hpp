@@ -17,8 +17,13 @@
 // Threading: Submit from any thread. Completions of the devices and copier run
 // the engine's continuations; the engine never holds its lock across Submit or
 // Copy, so devices may complete inline. One committer thread runs commits.
-// Locking: mu_ guards the in-flight hydration index, waiting lists and commit
-// sequence numbers; the region map is read without it.
+// Locking: mu_ guards the in-flight hydration index, waiting lists, commit
+// sequence numbers and the mode; the region map is read without it.
+//
+// Modes (clone-semantics "Metadata modes"): a failed commit switches to ro and
+// reloads the last committed map; then reads work and requests that would
+// change the map fail with EIO. If the reload fails too, Fail: every request
+// fails. Only a new Clone over reopened metadata is rw again.
 #pragma once
 
 #include <atomic>
@@ -30,6 +35,7 @@
 #include "blkclone/block_device.hpp"
 #include "blkclone/clone_geometry.hpp"
 #include "blkclone/copier.hpp"
+#include "blkclone/events.hpp"
 #include "blkclone/internal/clone_parts.hpp"
 #include "blkclone/internal/mutex.hpp"
 #include "blkclone/internal/object_pool.hpp"
@@ -44,6 +50,8 @@ struct CloneOptions {
   bool discard_passdown = true;
   // Commit at least this often while the map changes.
   std::chrono::milliseconds commit_interval{1000};
+  // Receives mode changes (and, with a hydrator, hydration events); may be null.
+  CloneEvents* events = nullptr;
 };
 
 template <BlockDevice Source, BlockDevice Dest, Copier CopierT>
@@ -83,6 +91,7 @@ class Clone {
       internal::MutexLock lock(mu_);
       if (closing_)
         return user.Complete(absl::FailedPreconditionError("the clone is closed"));
+      if (mode_ == CloneMode::kFail) return user.Complete(ModeError(user.op));
       ++active_ios_;
     }
     internal::UserIo* io = ios_.Get();
@@ -127,10 +136,14 @@ class Clone {
     internal::MutexLock lock(mu_);
     return hydrating_regions_;
   }
-  // User requests in flight.
+  // User requests whose completion has not yet returned.
   uint64_t active_requests() const {
     internal::MutexLock lock(mu_);
     return active_ios_;
+  }
+  CloneMode mode() const {
+    internal::MutexLock lock(mu_);
+    return mode_;
   }
 
  private:
@@ -148,7 +161,8 @@ class Clone {
         info_(MakeInfo(source.info(), dest.info())),
         piece_limit_(PieceLimit(source.info(), dest.info(), info_.logical_block_size)),
         discard_passdown_(options.discard_passdown && dest.info().caps.discard),
-        commit_interval_(options.commit_interval) {
+        commit_interval_(options.commit_interval),
+        events_(options.events) {
     committer_ = std::thread([this] { CommitLoop(); });
   }
 
@@ -231,18 +245,23 @@ class Clone {
   // A write-like piece for a region that was not hydrated when looked at.
   void RouteToUnhydrated(Piece& piece) {
     Hydration* hydration = nullptr;
+    absl::Status refused;
     {
       internal::MutexLock lock(mu_);
       if (!metadata_.map().IsSet(piece.region)) {
-        if (Hydration* in_flight = FindHydration(piece.region, piece.region + 1)) {
+        if (mode_ != CloneMode::kReadWrite) {
+          refused = ModeError(piece.down.op);
+        } else if (Hydration* in_flight = FindHydration(piece.region, piece.region + 1)) {
           in_flight->waiters.push_back(piece);
           return;
+        } else {
+          hydration = NewHydrationLocked(piece.region, 1);
+          hydration->overwrite = piece.down.length == geometry_.region_size;
+          if (!hydration->overwrite) hydration->waiters.push_back(piece);
         }
-        hydration = NewHydrationLocked(piece.region, 1);
-        hydration->overwrite = piece.down.length == geometry_.region_size;
-        if (!hydration->overwrite) hydration->waiters.push_back(piece);
       }
     }
+    if (!refused.ok()) return FinishPiece(piece, std::move(refused));
     if (hydration == nullptr) return SubmitDown(piece, dest_);  // hydrated meanwhile
     if (!hydration->overwrite) return StartCopy(*hydration);
     // The write is the hydration: no copy, the region counts once it lands.
@@ -316,6 +335,7 @@ class Clone {
     const bool was_copy = !hydration.overwrite;
     {
       internal::MutexLock lock(mu_);
+      if (status.ok() && mode_ != CloneMode::kReadWrite) status = ModeError(Op::kWrite);
       if (status.ok()) {
         metadata_.MarkHydrated(hydration.first_region, hydration.region_count);
         ++mark_seq_;
@@ -362,15 +382,20 @@ class Clone {
   // Waits behind a hydration in flight in the range (its copy could land after
   // the discard and after writes that follow it), else marks the range.
   void RouteDiscard(Piece& piece) {
+    absl::Status refused;
     {
       internal::MutexLock lock(mu_);
-      if (Hydration* in_flight = FindHydration(piece.region, piece.region_end)) {
+      if (mode_ != CloneMode::kReadWrite) {
+        refused = ModeError(Op::kDiscard);
+      } else if (Hydration* in_flight = FindHydration(piece.region, piece.region_end)) {
         in_flight->waiters.push_back(piece);
         return;
+      } else {
+        metadata_.MarkHydrated(piece.region, piece.region_end - piece.region);
+        ++mark_seq_;
       }
-      metadata_.MarkHydrated(piece.region, piece.region_end - piece.region);
-      ++mark_seq_;
     }
+    if (!refused.ok()) return FinishPiece(piece, std::move(refused));
     if (discard_passdown_) return SubmitDown(piece, dest_);
     FinishPiece(piece, absl::OkStatus());
   }
@@ -467,9 +492,11 @@ class Clone {
     }
     absl::Status status = Flush(dest_);
     if (status.ok()) status = metadata_.CommitSealed();
-    {
+    if (status.ok()) {
       internal::MutexLock lock(mu_);
-      if (status.ok()) committed_seq_ = std::max(committed_seq_, sealed_seq);
+      committed_seq_ = std::max(committed_seq_, sealed_seq);
+    } else {
+      EnterReadOnly(status);
     }
     while (!waiters.empty()) {
       UserIo& io = waiters.front();
@@ -483,6 +510,33 @@ class Clone {
     return status;
   }
 
+  // After a failed commit: ro with the committed map reloaded, or Fail when
+  // even that cannot be read. Runs under commit_mu_.
+  void EnterReadOnly(const absl::Status& cause) ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_) {
+    {
+      internal::MutexLock lock(mu_);
+      if (mode_ != CloneMode::kReadWrite) return;
+      mode_ = CloneMode::kReadOnly;
+    }
+    absl::Status reloaded = metadata_.ReloadCommitted();
+    CloneMode mode = CloneMode::kReadOnly;
+    {
+      internal::MutexLock lock(mu_);
+      committed_seq_ = mark_seq_;  // the reloaded map holds no uncommitted change
+      if (!reloaded.ok()) mode_ = mode = CloneMode::kFail;
+    }
+    if (events_ == nullptr) return;
+    events_->OnModeChange(CloneMode::kReadOnly, cause);
+    if (mode == CloneMode::kFail) events_->OnModeChange(mode, reloaded);
+  }
+
+  absl::Status ModeError(Op op) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return absl::InternalError(absl::StrCat(
+        OpName(op), " refused: the clone's metadata is ",
+        mode_ == CloneMode::kFail ? "unusable (mode Fail)" : "read-only after a failed commit (mode ro)",
+        "; reopen the clone"));
+  }
+
   Source& source_;
   Dest& dest_;
   CopierT& copier_;
@@ -492,6 +546,7 @@ class Clone {
   const uint64_t piece_limit_;
   const bool discard_passdown_;
   const std::chrono::milliseconds commit_interval_;
+  CloneEvents* const events_;
 
   internal::ObjectPool<UserIo> ios_;
   internal::ObjectPool<Piece> pieces_;
@@ -509,6 +564,7 @@ class Clone {
   uint64_t committed_seq_ ABSL_GUARDED_BY(mu_) = 0;
   internal::UserIoList commit_waiters_ ABSL_GUARDED_BY(mu_);
   internal::CondVar commit_cv_;
+  CloneMode mode_ ABSL_GUARDED_BY(mu_) = CloneMode::kReadWrite;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status close_status_ ABSL_GUARDED_BY(mu_);

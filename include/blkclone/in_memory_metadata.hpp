@@ -7,6 +7,8 @@
 //   InMemoryMetadata reopened(geometry, meta.CommittedRegions());
 #pragma once
 
+#include <atomic>
+#include <memory>
 #include <vector>
 
 #include "blkclone/internal/mutex.hpp"
@@ -21,11 +23,15 @@ class InMemoryMetadata final : public Metadata {
   InMemoryMetadata(const CloneGeometry& geometry, const std::vector<bool>& committed);
 
   const CloneGeometry& geometry() const override { return geometry_; }
-  const RegionMap& map() const override { return map_; }
+  const RegionMap& map() const override { return *map_.load(std::memory_order_acquire); }
   void MarkHydrated(uint64_t first, uint64_t count) override;
   void Seal() override;
   absl::Status CommitSealed() override;
+  absl::Status ReloadCommitted() override;
+  MetadataUsage usage() const override;
 
+  // Makes the next ReloadCommitted fail with `error` (an unreadable device).
+  void FailNextReload(absl::Status error = absl::DataLossError("metadata unreadable"));
   // What a crash right now would leave: the committed regions.
   std::vector<bool> CommittedRegions() const;
   uint64_t commits() const;
@@ -33,13 +39,17 @@ class InMemoryMetadata final : public Metadata {
  private:
   using Range = std::pair<uint64_t, uint64_t>;  // first, count
 
+  std::unique_ptr<RegionMap> MapOf(const std::vector<bool>& regions) const;
+
   const CloneGeometry geometry_;
-  RegionMap map_;
   mutable internal::Mutex mu_;
+  std::vector<std::unique_ptr<RegionMap>> maps_ ABSL_GUARDED_BY(mu_);  // the last is current
+  std::atomic<const RegionMap*> map_;
   std::vector<Range> pending_ ABSL_GUARDED_BY(mu_);  // marked since the last Seal
   std::vector<Range> sealed_ ABSL_GUARDED_BY(mu_);
   std::vector<bool> committed_ ABSL_GUARDED_BY(mu_);
   uint64_t commits_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status reload_error_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace blkclone

@@ -31,6 +31,12 @@ struct CloneGeometry {
   bool operator==(const CloneGeometry&) const = default;
 };
 
+struct MetadataUsage {
+  uint64_t block_size = 4096;  // bytes
+  uint64_t used_blocks = 0;
+  uint64_t total_blocks = 0;
+};
+
 class Metadata {
  public:
   virtual ~Metadata() = default;
@@ -45,6 +51,12 @@ class Metadata {
   // Step 3: persists what Seal() took. On error the sealed regions stay
   // pending and are retried by the next commit.
   [[nodiscard]] virtual absl::Status CommitSealed() = 0;
+  // After a failed commit: forgets every uncommitted mark by re-reading the
+  // last committed state into a new map, which map() returns from then on.
+  // Maps handed out before stay valid (readers may still hold them).
+  [[nodiscard]] virtual absl::Status ReloadCommitted() = 0;
+  // Space use for the status line.
+  virtual MetadataUsage usage() const = 0;
 };
 
 }  // namespace blkclone

@@ -46,8 +46,8 @@ namespace blkclone {
 
 class RegionMap {
  public:
-  // Creates a map with every region unset. region_count may be 0; memory is ceil(n/64) words
-  // for the regions plus under 2% for the summary levels, all allocated here.
+  // Creates a map with every region unset; region_count may be 0. All memory is allocated here:
+  // ceil(n/64) region words plus about 1/63 as many summary words (at least one per level).
   explicit RegionMap(uint64_t region_count) : size_(region_count) {
     uint64_t bits = region_count;
     uint64_t total_words = 0;
@@ -73,8 +73,8 @@ class RegionMap {
 
   // Whether `region` is hydrated. Precondition: region < size().
   bool IsSet(uint64_t region) const {
-    return (Slot(0, region / kWordBits).load(std::memory_order_acquire) >> (region % kWordBits)) &
-           1;
+    const uint64_t word = Slot(0, region / kWordBits).load(std::memory_order_acquire);
+    return (word >> (region % kWordBits)) & 1;
   }
 
   // Marks `region` hydrated. Returns true only for the one call that changed it from 0 to 1, so

@@ -105,6 +105,7 @@ std::vector<std::byte> MemoryDevice::Contents() const {
 }
 
 void MemoryDevice::Fill(uint64_t offset, std::span<const std::byte> bytes) {
+  if (bytes.empty()) return;
   internal::MutexLock lock(mu_);
   std::memcpy(current_.data() + offset, bytes.data(), bytes.size());
   MakeDurable(offset, bytes.size());
