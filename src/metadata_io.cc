@@ -1,0 +1,160 @@
+// Metadata block I/O: buffers, request batches, superblocks and bitmap scans.
+#include "blkclone/internal/metadata_io.hpp"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "blkclone/internal/mutex.hpp"
+#include "blkclone/status.hpp"
+#include "blkclone/sync_io.hpp"
+
+namespace blkclone::internal {
+
+BlockBuffer::BlockBuffer(size_t blocks, const DeviceInfo& info) {
+  const std::align_val_t alignment{
+      std::max<size_t>(kMetadataBlockSize, info.memory_alignment)};
+  const size_t bytes = std::max<size_t>(blocks, 1) * kMetadataBlockSize;
+  data_ = std::unique_ptr<std::byte[], Free>(
+      static_cast<std::byte*>(::operator new[](bytes, alignment)), Free{alignment});
+  std::fill(data_.get(), data_.get() + bytes, std::byte{0});
+}
+
+absl::Status CheckDevice(const DeviceInfo& info) {
+  if (info.logical_block_size == 0 || kMetadataBlockSize % info.logical_block_size != 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("metadata device logical block size ", info.logical_block_size,
+                     " does not divide the ", kMetadataBlockSize, "-byte metadata block"));
+  if (info.max_transfer != 0 && info.max_transfer < kMetadataBlockSize)
+    return absl::InvalidArgumentError(
+        absl::StrCat("metadata device transfers at most ", info.max_transfer,
+                     " bytes, less than one ", kMetadataBlockSize, "-byte metadata block"));
+  return absl::OkStatus();
+}
+
+uint64_t ChunkBlocks(const DeviceInfo& info) {
+  if (info.max_transfer == 0) return kIoChunkBlocks;
+  return std::clamp<uint64_t>(info.max_transfer / kMetadataBlockSize, 1, kIoChunkBlocks);
+}
+
+absl::Status SubmitAll(AnyBlockDevice& device, std::span<Request> requests) {
+  struct Batch {
+    Mutex mu;
+    CondVar done_cv;
+    size_t remaining ABSL_GUARDED_BY(mu) = 0;
+    absl::Status status ABSL_GUARDED_BY(mu);
+  } batch;
+  {
+    MutexLock lock(batch.mu);
+    batch.remaining = requests.size();
+  }
+  for (Request& request : requests) {
+    request.context = &batch;
+    request.on_complete = [](Request& r, absl::Status status) {
+      auto* b = static_cast<Batch*>(r.context);
+      MutexLock lock(b->mu);
+      if (b->status.ok()) b->status = std::move(status);
+      if (--b->remaining == 0) b->done_cv.SignalAll();
+    };
+    device.Submit(request);
+  }
+  MutexLock lock(batch.mu);
+  batch.done_cv.Wait(batch.mu, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(batch.mu) {
+    return batch.remaining == 0;
+  });
+  return batch.status;
+}
+
+absl::Status ZeroBlocks(AnyBlockDevice& device, uint64_t first_block, uint64_t count) {
+  const Capabilities& caps = device.info().caps;
+  const uint64_t offset = first_block * kMetadataBlockSize;
+  const uint64_t length = count * kMetadataBlockSize;
+  if (length == 0) return absl::OkStatus();
+  // Deallocating keeps a sparse or thin metadata device small.
+  if (caps.discard && caps.discard_zeroes_data) return Discard(device, offset, length);
+  if (caps.write_zeroes) return WriteZeroes(device, offset, length);
+  const uint64_t chunk = ChunkBlocks(device.info());
+  BlockBuffer zeroes(chunk, device.info());
+  for (uint64_t done = 0; done < count;) {
+    const uint64_t n = std::min(chunk, count - done);
+    BLKCLONE_RETURN_IF_ERROR(
+        WriteAt(device, (first_block + done) * kMetadataBlockSize, zeroes.blocks(0, n)));
+    done += n;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BlockBuffer> ReadSuperblockBlocks(AnyBlockDevice& device) {
+  const DeviceInfo& info = device.info();
+  BLKCLONE_RETURN_IF_ERROR(CheckDevice(info));
+  if (info.size < kFirstBitmapBlock * kMetadataBlockSize)
+    return absl::InvalidArgumentError(
+        absl::StrCat("metadata device has ", info.size, " bytes; the superblocks alone need ",
+                     kFirstBitmapBlock * kMetadataBlockSize));
+  BlockBuffer buffer(kFirstBitmapBlock, info);
+  BLKCLONE_RETURN_IF_ERROR(ReadAt(device, 0, buffer.blocks(0, kFirstBitmapBlock)));
+  return buffer;
+}
+
+absl::StatusOr<std::array<absl::StatusOr<StoredHeader>, 2>> ReadSuperblocks(
+    AnyBlockDevice& device) {
+  BLKCLONE_ASSIGN_OR_RETURN(const BlockBuffer raw, ReadSuperblockBlocks(device));
+  const uint64_t size = device.info().size;
+  return std::array<absl::StatusOr<StoredHeader>, 2>{DecodeSuperblock(raw.block(0), 0, size),
+                                                     DecodeSuperblock(raw.block(1), 1, size)};
+}
+
+absl::Status WriteSuperblock(AnyBlockDevice& device, int slot, const StoredHeader& header) {
+  BlockBuffer buffer(1, device.info());
+  EncodeSuperblock(header, buffer.block(0));
+  return WriteAt(device, static_cast<uint64_t>(slot) * kMetadataBlockSize, buffer.blocks(0, 1));
+}
+
+uint64_t WordsInBlock(uint64_t region_count, uint64_t block) {
+  const uint64_t words = region_count / 64 + (region_count % 64 != 0);
+  const uint64_t first = block * kWordsPerBitmapBlock;
+  return first >= words ? 0 : std::min(kWordsPerBitmapBlock, words - first);
+}
+
+absl::Status ForEachBitmapBlock(AnyBlockDevice& device, const StoredHeader& header,
+                                absl::FunctionRef<absl::Status(const BitmapBlockView&)> visit) {
+  const MetadataLayout& layout = header.layout;
+  const uint64_t chunk = std::min(ChunkBlocks(device.info()), layout.bitmap_blocks);
+  std::array<BlockBuffer, 2> buffers = {BlockBuffer(chunk, device.info()),
+                                        BlockBuffer(chunk, device.info())};
+  for (uint64_t first = 0; first < layout.bitmap_blocks; first += chunk) {
+    const uint64_t n = std::min(chunk, layout.bitmap_blocks - first);
+    std::array<Request, 2> reads;
+    for (int s = 0; s < 2; ++s) {
+      reads[s] = Request::Read((layout.slot_start[s] + first) * kMetadataBlockSize,
+                               buffers[s].blocks(0, n));
+    }
+    BLKCLONE_RETURN_IF_ERROR(SubmitAll(device, reads));
+    for (uint64_t i = 0; i < n; ++i) {
+      const uint64_t index = first + i;
+      BitmapBlockView view{.index = index,
+                           .slots = {buffers[0].block(i), buffers[1].block(i)},
+                           .kinds = {InspectBitmapSlot(buffers[0].block(i), header.uuid, index),
+                                     InspectBitmapSlot(buffers[1].block(i), header.uuid, index)},
+                           .choice = {}};
+      view.choice = ChooseBitmapSlot(view.kinds, header.generation);
+      BLKCLONE_RETURN_IF_ERROR(visit(view));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string DescribeSlot(const StoredHeader& header, uint64_t block, int slot) {
+  const uint64_t first_region = block * kRegionsPerBitmapBlock;
+  const uint64_t last_region =
+      std::min(first_region + kRegionsPerBitmapBlock, header.geometry.region_count) - 1;
+  return absl::StrCat("bitmap block ", block, " (regions ", first_region, "..", last_region,
+                      "), slot ", slot == 0 ? "A" : "B", " at metadata block ",
+                      header.layout.slot_start[slot] + block);
+}
+
+std::string DescribeDamage(const StoredHeader& header, const BitmapBlockView& view) {
+  return absl::StrCat(DescribeSlot(header, view.index, view.choice.damaged_slot), ": ",
+                      view.choice.damage);
+}
+
+}  // namespace blkclone::internal
