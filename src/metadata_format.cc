@@ -129,10 +129,12 @@ MetadataLayout StandardLayout(uint64_t region_count) {
 
 absl::Status ValidateGeometry(const CloneGeometry& geometry) {
   // The rules of a new clone, so that stored geometries obey exactly the same ones.
+  DeviceInfo source;
+  source.size = geometry.source_size;
+  DeviceInfo dest;
+  dest.size = geometry.dest_size;
   BLKCLONE_ASSIGN_OR_RETURN(const CloneGeometry derived,
-                            MakeCloneGeometry(DeviceInfo{.size = geometry.source_size},
-                                              DeviceInfo{.size = geometry.dest_size},
-                                              geometry.region_size));
+                            MakeCloneGeometry(source, dest, geometry.region_size));
   if (derived.region_count != geometry.region_count)
     return absl::InvalidArgumentError(absl::StrCat(
         "region count ", geometry.region_count, " is not ceil(source size ", geometry.source_size,

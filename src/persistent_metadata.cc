@@ -117,8 +117,8 @@ std::string Uuid::ToString() const {
 
 struct PersistentMetadata::Loaded {
   std::unique_ptr<RegionMap> map;
-  std::vector<uint8_t> blocks;  // BlockFlags
-  std::vector<uint64_t> rewrite;  // blocks whose free slot holds an interrupted commit
+  std::vector<uint8_t> blocks = {};  // BlockFlags
+  std::vector<uint64_t> rewrite = {};  // blocks whose free slot holds an interrupted commit
   uint64_t used_slots = 0;
 
   static Loaded Empty(const CloneGeometry& geometry) {

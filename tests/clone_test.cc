@@ -13,6 +13,7 @@
 #include "blkclone/status.hpp"
 #include "blkclone/sync_io.hpp"
 #include "blkclone/testing/memory_device.hpp"
+#include "controlled_copier.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -32,71 +33,6 @@ Bytes RandomBytes(size_t n, uint32_t seed) {
   for (auto& b : bytes) b = std::byte(rng());
   return bytes;
 }
-
-// Forwards copies, counting them; can hold them back until Release(), and can
-// fail the next ones with a given error.
-template <Copier Inner>
-class ControlledCopier {
- public:
-  explicit ControlledCopier(Inner& inner) : inner_(inner) {}
-  void Copy(CopyJob& job) noexcept {
-    jobs_.fetch_add(1);
-    {
-      internal::MutexLock lock(mu_);
-      if (holding_) {
-        held_.push_back(&job);
-        return;
-      }
-    }
-    Forward(job);
-  }
-  void Hold() {
-    internal::MutexLock lock(mu_);
-    holding_ = true;
-  }
-  void FailNext(int count, absl::Status error) {
-    internal::MutexLock lock(mu_);
-    failures_left_ = count;
-    failure_ = std::move(error);
-  }
-  // Stops holding and forwards every held job.
-  void Release() {
-    std::deque<CopyJob*> held;
-    {
-      internal::MutexLock lock(mu_);
-      holding_ = false;
-      held.swap(held_);
-    }
-    for (CopyJob* job : held) Forward(*job);
-  }
-  int jobs() const { return jobs_.load(); }
-  size_t held() {
-    internal::MutexLock lock(mu_);
-    return held_.size();
-  }
-
- private:
-  void Forward(CopyJob& job) {
-    absl::Status failure;
-    {
-      internal::MutexLock lock(mu_);
-      if (failures_left_ > 0) {
-        --failures_left_;
-        failure = failure_;
-      }
-    }
-    if (!failure.ok()) return job.Complete(failure);
-    inner_.Copy(job);
-  }
-
-  Inner& inner_;
-  std::atomic<int> jobs_{0};
-  internal::Mutex mu_;
-  bool holding_ ABSL_GUARDED_BY(mu_) = false;
-  std::deque<CopyJob*> held_ ABSL_GUARDED_BY(mu_);
-  int failures_left_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Status failure_ ABSL_GUARDED_BY(mu_);
-};
 
 // An asynchronous request whose completion the test can wait for.
 struct PendingIo {

@@ -34,6 +34,7 @@
 #include "absl/strings/str_cat.h"
 #include "blkclone/block_device.hpp"
 #include "blkclone/clone_geometry.hpp"
+#include "blkclone/clone_listener.hpp"
 #include "blkclone/copier.hpp"
 #include "blkclone/events.hpp"
 #include "blkclone/internal/clone_parts.hpp"
@@ -117,7 +118,7 @@ class Clone {
       if (closing_) return close_status_;
       closing_ = true;
       drained_cv_.Wait(mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return active_ios_ == 0 && active_hydrations_ == 0;
+        return active_ios_ == 0 && active_hydrations_ == 0 && listener_calls_ == 0;
       });
     }
     absl::Status status = RunCommit();
@@ -129,6 +130,39 @@ class Clone {
     }
     committer_.join();
     return status;
+  }
+
+  // Installs the scheduler that hears about reads, idleness and hydrations;
+  // call before the clone is in use. Null removes it.
+  void SetListener(CloneListener* listener) { listener_.store(listener, std::memory_order_release); }
+
+  // Starts a background copy of the unhydrated regions from `first` on, at
+  // most `max_count` of them, stopping at the first region that is hydrated or
+  // being hydrated. Returns how many regions it started (0: none to copy
+  // there); the end is reported by CloneListener::OnHydrationDone. Fails in ro
+  // and Fail modes and once the clone is closing.
+  absl::StatusOr<uint64_t> StartBackgroundHydration(uint64_t first, uint64_t max_count) {
+    Hydration* hydration;
+    {
+      internal::MutexLock lock(mu_);
+      if (closing_) return absl::FailedPreconditionError("the clone is closed");
+      if (mode_ != CloneMode::kReadWrite) return ModeError(Op::kWrite);
+      const RegionMap& map = metadata_.map();
+      uint64_t count = 0;
+      const uint64_t end = std::min(geometry_.region_count, first + max_count);
+      while (first + count < end && !map.IsSet(first + count)) ++count;
+      if (count == 0) return 0;
+      // Stop before any region a hydration in flight already covers.
+      while (Hydration* in_flight = FindHydration(first, first + count)) {
+        if (in_flight->first_region <= first) return 0;
+        count = in_flight->first_region - first;
+      }
+      hydration = NewHydrationLocked(first, count);
+      hydration->background = true;
+    }
+    const uint64_t started = hydration->region_count;
+    StartCopy(*hydration);
+    return started;
   }
 
   // Regions being hydrated right now (the dm status line's "hydrating regions").
@@ -236,6 +270,8 @@ class Clone {
   void Route(Piece& piece) {
     if (piece.down.op == Op::kRead) {
       if (metadata_.map().IsSet(piece.region)) return SubmitDown(piece, dest_);
+      if (CloneListener* listener = listener_.load(std::memory_order_acquire))
+        listener->OnUnhydratedRead(piece.region);
       return SubmitDown(piece, source_);
     }
     if (metadata_.map().IsSet(piece.region)) return SubmitDown(piece, dest_);
@@ -300,6 +336,7 @@ class Clone {
     hydration->first_region = first;
     hydration->region_count = count;
     hydration->overwrite = false;
+    hydration->background = false;
     hydrations_.insert(*hydration);
     hydrating_regions_ += count;
     ++active_hydrations_;
@@ -313,6 +350,7 @@ class Clone {
         std::min(hydration.region_count * geometry_.region_size, geometry_.source_size - offset);
     hydration.job.context = &hydration;
     hydration.job.on_complete = &OnCopyDone;
+    hydration.job.background = hydration.background;
     copier_.Copy(hydration.job);
   }
 
@@ -333,6 +371,8 @@ class Clone {
   void FinishHydration(Hydration& hydration, absl::Status status) {
     internal::WaitList waiters;
     const bool was_copy = !hydration.overwrite;
+    const bool background = hydration.background;
+    const uint64_t first = hydration.first_region, count = hydration.region_count;
     {
       internal::MutexLock lock(mu_);
       if (status.ok() && mode_ != CloneMode::kReadWrite) status = ModeError(Op::kWrite);
@@ -356,8 +396,11 @@ class Clone {
         FinishPiece(piece, status);
       }
     }
+    if (CloneListener* listener = listener_.load(std::memory_order_acquire))
+      listener->OnHydrationDone(background, first, count, status);
     internal::MutexLock lock(mu_);
-    if (--active_hydrations_ == 0) drained_cv_.SignalAll();
+    --active_hydrations_;
+    SignalIfDrained();
   }
 
   // ---- Discards ----
@@ -427,8 +470,22 @@ class Clone {
     Request& user = *io.user;
     ios_.Put(&io);
     user.Complete(std::move(status));
+    CloneListener* listener = listener_.load(std::memory_order_acquire);
+    {
+      internal::MutexLock lock(mu_);
+      --active_ios_;
+      if (active_ios_ > 0 || listener == nullptr) return SignalIfDrained();
+      ++listener_calls_;  // holds Close back while the listener runs
+    }
+    listener->OnUserIdle();
     internal::MutexLock lock(mu_);
-    if (--active_ios_ == 0) drained_cv_.SignalAll();
+    --listener_calls_;
+    SignalIfDrained();
+  }
+
+  void SignalIfDrained() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (active_ios_ == 0 && active_hydrations_ == 0 && listener_calls_ == 0)
+      drained_cv_.SignalAll();
   }
 
   // ---- Flushes and commits ----
@@ -547,6 +604,7 @@ class Clone {
   const bool discard_passdown_;
   const std::chrono::milliseconds commit_interval_;
   CloneEvents* const events_;
+  std::atomic<CloneListener*> listener_{nullptr};
 
   internal::ObjectPool<UserIo> ios_;
   internal::ObjectPool<Piece> pieces_;
@@ -557,6 +615,7 @@ class Clone {
   uint64_t hydrating_regions_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t active_hydrations_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t active_ios_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t listener_calls_ ABSL_GUARDED_BY(mu_) = 0;
   internal::CondVar drained_cv_;
   // Every MarkHydrated bumps mark_seq_; a commit that sealed at sequence S
   // sets committed_seq_ = S. Changed since the last commit: mark_seq_ > committed_seq_.

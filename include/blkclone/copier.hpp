@@ -33,6 +33,8 @@ struct CopyJob {
   uint64_t length = 0;
   CopyCompletionFn on_complete = nullptr;
   void* context = nullptr;  // free for the submitter
+  // Background work, which a rate limit may slow down; a user waits on the rest.
+  bool background = false;
   // Free for the copier while the job is in its hands.
   boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::safe_link>>
       hook;

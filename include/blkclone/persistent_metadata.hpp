@@ -77,15 +77,18 @@ struct StoredHeader {
   bool finished() const { return (compat_features & kFeatureFinished) != 0; }
 };
 
+// Outside PersistentMetadata so that its defaults can serve as a default argument there.
+struct MetadataOpenOptions {
+  bool read_only = false;
+  // A device whose two superblock slots are all zeroes is formatted.
+  bool format_if_blank = true;
+  // The UUID a format gives the metadata; random when unset. For reproducible images.
+  std::optional<Uuid> format_uuid = std::nullopt;
+};
+
 class PersistentMetadata final : public Metadata {
  public:
-  struct OpenOptions {
-    bool read_only = false;
-    // A device whose two superblock slots are all zeroes is formatted.
-    bool format_if_blank = true;
-    // The UUID a format gives the metadata; random when unset. For reproducible images.
-    std::optional<Uuid> format_uuid = std::nullopt;
-  };
+  using OpenOptions = MetadataOpenOptions;
 
   // Opens (or formats, see OpenOptions) the metadata on `device` for `geometry`.
   // Errors: kInvalidArgument (bad geometry, device block size, device too small),

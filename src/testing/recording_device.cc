@@ -74,7 +74,7 @@ namespace internal {
 
 uint64_t WriteRecorder::Submitted() {
   MutexLock lock(mu_);
-  return clock_++;
+  return clock_->Tick();
 }
 
 void WriteRecorder::Completed(const Request& request, uint64_t submitted_at) {
@@ -97,7 +97,7 @@ LogEntry& WriteRecorder::Append(Op op, uint64_t submitted_at) {
   entry.index = log_.size() - 1;
   entry.op = op;
   entry.submitted_at = submitted_at;
-  entry.completed_at = clock_++;
+  entry.completed_at = clock_->Tick();
   return entry;
 }
 

@@ -52,6 +52,7 @@ struct Hydration {
   uint64_t first_region = 0;
   uint64_t region_count = 0;
   bool overwrite = false;
+  bool background = false;  // started by the scheduler, not by a write
   WaitList waiters;  // writes and discards that wait for it
   CopyJob job;
   boost::intrusive::set_member_hook<> index_hook;

@@ -23,6 +23,7 @@
 //   }
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -68,11 +69,23 @@ CrashState CrashStateAfter(const WriteLog& log, size_t entries);
 std::vector<std::byte> CrashImage(const std::vector<std::byte>& initial_image, const WriteLog& log,
                                   size_t entries, const std::vector<bool>& survivors);
 
+// The clock that stamps log entries. Recorders of several devices share one
+// so that a crash can be placed at one instant across all of them.
+class RecordingClock {
+ public:
+  uint64_t Tick() { return ticks_.fetch_add(1, std::memory_order_relaxed); }
+  uint64_t Now() const { return ticks_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> ticks_{0};
+};
+
 namespace internal {
 
 // The part of RecordingDevice that does not depend on the inner device.
 class WriteRecorder {
  public:
+  explicit WriteRecorder(RecordingClock* clock) : clock_(clock != nullptr ? clock : &own_clock_) {}
   // Returns the submission tick of a request being submitted.
   uint64_t Submitted();
   // Logs `request`, submitted at tick `submitted_at`, which the inner device has
@@ -83,8 +96,9 @@ class WriteRecorder {
  private:
   LogEntry& Append(Op op, uint64_t submitted_at) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  RecordingClock own_clock_;
+  RecordingClock* const clock_;
   mutable Mutex mu_;
-  uint64_t clock_ ABSL_GUARDED_BY(mu_) = 0;
   WriteLog log_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -93,7 +107,9 @@ class WriteRecorder {
 template <BlockDevice Inner>
 class RecordingDevice {
  public:
-  explicit RecordingDevice(Inner& inner) : inner_(inner) {}
+  // Stamps entries with `clock` if given (shared with other recorders), else its own.
+  explicit RecordingDevice(Inner& inner, RecordingClock* clock = nullptr)
+      : inner_(inner), recorder_(clock) {}
 
   const DeviceInfo& info() const { return inner_.info(); }
   void Submit(Request& request) noexcept {

@@ -1,0 +1,330 @@
+// Hydrator: background hydration of a clone, as dm-clone does it and beyond.
+//
+// dm-clone's policy: a cursor walks the regions and wraps; contiguous
+// unhydrated regions are copied together, up to `batch_size` at once; at most
+// `threshold` regions are being hydrated at any time (hydrations that user
+// writes start count too, but are never held back; 0 stops background work);
+// nothing new starts while user requests are in flight; it can start disabled
+// (no_hydration) and be enabled or disabled at run time; completion is
+// reported once.
+//
+// Beyond dm-clone:
+//   - hot regions: a region read `hot_read_count` times while unhydrated is
+//     copied ahead of the cursor (reads of unhydrated regions are slow: they
+//     go to the source);
+//   - a bandwidth limit through the RateLimiter that paces the clone's
+//     copier (PacedCopier), changeable at run time;
+//   - a failed copy is retried after an exponential backoff; after
+//     `max_consecutive_failures` in a row background hydration stops and
+//     CloneEvents::OnHydrationStopped names the region and the error (dm-clone
+//     retries forever); Restart() or Enable() starts it again;
+//   - progress: hydrated regions and bytes, the recent copy rate, an ETA.
+//
+//   blkclone::Hydrator hydrator(*clone, {.threshold = 64, .batch_size = 16}, &events);
+//   hydrator.WaitUntilComplete(std::chrono::hours(1));
+//   (void)clone->Close();   // close the clone before destroying the hydrator
+//
+// Threading: one scheduler thread; the public methods are thread-safe. The
+// clone calls the CloneListener methods from its own threads. Destroy the
+// hydrator after closing the clone, or while no request is in flight.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <thread>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "blkclone/clone_listener.hpp"
+#include "blkclone/events.hpp"
+#include "blkclone/internal/mutex.hpp"
+#include "blkclone/region_map.hpp"
+
+namespace blkclone {
+
+struct HydratorOptions {
+  bool start_enabled = true;  // false: dm-clone's no_hydration
+  uint64_t threshold = 1;     // hydration_threshold
+  uint64_t batch_size = 1;    // hydration_batch_size
+  bool hot_regions = true;
+  uint32_t hot_read_count = 2;
+  uint32_t max_consecutive_failures = 5;
+  std::chrono::milliseconds first_retry_delay{10};  // doubles with each failure
+  std::chrono::milliseconds max_retry_delay{2000};
+};
+
+struct HydrationProgress {
+  uint64_t hydrated_regions = 0;
+  uint64_t total_regions = 0;
+  uint64_t hydrated_bytes = 0;
+  uint64_t total_bytes = 0;
+  double bytes_per_second = 0;        // copied over the last few seconds
+  std::optional<double> eta_seconds;  // unknown while nothing moves
+  bool enabled = false;
+  bool complete = false;
+  bool stopped = false;  // by repeated copy failures
+  absl::Status stop_reason;
+};
+
+template <class CloneT>
+class Hydrator final : public CloneListener {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  Hydrator(CloneT& clone, const HydratorOptions& options, CloneEvents* events = nullptr)
+      : clone_(clone), options_(options), events_(events), enabled_(options.start_enabled),
+        threshold_(options.threshold), batch_size_(std::max<uint64_t>(options.batch_size, 1)) {
+    clone_.SetListener(this);
+    thread_ = std::thread([this] { Run(); });
+  }
+
+  // Stops scheduling and waits for the copies it started.
+  ~Hydrator() override {
+    {
+      internal::MutexLock lock(mu_);
+      stopping_ = true;
+      WakeLocked();
+    }
+    thread_.join();
+    internal::MutexLock lock(mu_);
+    cv_.Wait(mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return in_flight_ == 0; });
+    clone_.SetListener(nullptr);
+  }
+  Hydrator(const Hydrator&) = delete;
+  Hydrator& operator=(const Hydrator&) = delete;
+
+  // Enabling also restarts hydration stopped by copy failures.
+  void Enable() { Update([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { enabled_ = true; ResetFailures(); }); }
+  void Disable() { Update([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { enabled_ = false; }); }
+  void Restart() { Update([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ResetFailures(); }); }
+  void SetThreshold(uint64_t regions) {
+    Update([this, regions]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { threshold_ = regions; });
+  }
+  void SetBatchSize(uint64_t regions) {
+    Update([this, regions]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      batch_size_ = std::max<uint64_t>(regions, 1);
+    });
+  }
+  uint64_t threshold() const { return Get(threshold_); }
+  uint64_t batch_size() const { return Get(batch_size_); }
+  bool enabled() const { return Get(enabled_); }
+
+  HydrationProgress progress() const {
+    const auto& geometry = clone_.geometry();
+    const uint64_t hydrated = clone_.metadata().map().CountSet();
+    HydrationProgress p;
+    p.hydrated_regions = hydrated;
+    p.total_regions = geometry.region_count;
+    p.total_bytes = geometry.source_size;
+    p.hydrated_bytes = std::min(hydrated * geometry.region_size, geometry.source_size);
+    if (hydrated == geometry.region_count) p.hydrated_bytes = geometry.source_size;
+    internal::MutexLock lock(mu_);
+    p.bytes_per_second = RateLocked(Clock::now());
+    if (p.bytes_per_second > 0)
+      p.eta_seconds = static_cast<double>(p.total_bytes - p.hydrated_bytes) / p.bytes_per_second;
+    p.enabled = enabled_;
+    p.complete = completed_;
+    p.stopped = stopped_;
+    p.stop_reason = stop_reason_;
+    return p;
+  }
+
+  // Waits until every region is hydrated; false on timeout.
+  bool WaitUntilComplete(std::chrono::milliseconds timeout) {
+    internal::MutexLock lock(mu_);
+    return cv_.WaitFor(mu_, timeout,
+                       [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return completed_; });
+  }
+
+  // CloneListener.
+  void OnUnhydratedRead(uint64_t region) override {
+    if (!options_.hot_regions) return;
+    internal::MutexLock lock(mu_);
+    if (read_counts_.size() >= kMaxTrackedRegions) read_counts_.clear();  // forget old hints
+    if (++read_counts_[region] == options_.hot_read_count) {
+      hot_.push_back(region);
+      WakeLocked();
+    }
+  }
+  void OnUserIdle() override {
+    internal::MutexLock lock(mu_);
+    WakeLocked();
+  }
+  void OnHydrationDone(bool background, uint64_t first, uint64_t count,
+                       const absl::Status& status) override {
+    std::optional<absl::Status> stopped;
+    {
+      internal::MutexLock lock(mu_);
+      const auto& geometry = clone_.geometry();
+      if (status.ok()) {
+        const uint64_t offset = first * geometry.region_size;
+        copied_.push_back({Clock::now(), std::min(count * geometry.region_size,
+                                                  geometry.source_size - offset)});
+      }
+      if (background) {
+        in_flight_ -= count;
+        if (status.ok()) {
+          consecutive_failures_ = 0;
+        } else if (++consecutive_failures_ >= options_.max_consecutive_failures) {
+          stopped_ = true;
+          stop_reason_ = status;
+          stopped = status;
+        } else {
+          // Retry the same region after a backoff that doubles each time.
+          const auto delay = std::min<std::chrono::milliseconds>(
+              options_.max_retry_delay,
+              options_.first_retry_delay * (uint64_t{1} << std::min(consecutive_failures_ - 1, 20u)));
+          retry_at_ = Clock::now() + delay;
+          retry_region_ = first;
+        }
+      }
+      WakeLocked();
+    }
+    if (stopped && events_ != nullptr) events_->OnHydrationStopped(first, *stopped);
+  }
+
+ private:
+  static constexpr size_t kMaxTrackedRegions = 4096;
+  static constexpr std::chrono::seconds kRateWindow{3};
+  struct Copied {
+    Clock::time_point at;
+    uint64_t bytes;
+  };
+
+  template <class F>
+  void Update(F change) {
+    internal::MutexLock lock(mu_);
+    change();
+    WakeLocked();
+  }
+  void WakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ++wakeups_;
+    cv_.SignalAll();
+  }
+  // Sleeps until woken, or for `timeout` to re-check what nobody signals (a
+  // retry falling due, a hydration that a write started finishing).
+  void SleepLocked(std::chrono::milliseconds timeout) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const uint64_t seen = wakeups_;
+    cv_.WaitFor(mu_, timeout, [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stopping_ || wakeups_ != seen;
+    });
+  }
+  template <class T>
+  T Get(const T& field) const {
+    internal::MutexLock lock(mu_);
+    return field;
+  }
+  void ResetFailures() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    stopped_ = false;
+    stop_reason_ = absl::OkStatus();
+    consecutive_failures_ = 0;
+    retry_at_ = Clock::time_point();
+    retry_region_ = std::nullopt;
+  }
+
+  double RateLocked(Clock::time_point now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    uint64_t bytes = 0;
+    for (const Copied& c : copied_) {
+      if (now - c.at <= kRateWindow) bytes += c.bytes;
+    }
+    return static_cast<double>(bytes) / std::chrono::duration<double>(kRateWindow).count();
+  }
+
+  bool MayStart(Clock::time_point now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return enabled_ && !stopped_ && !completed_ && threshold_ > 0 && now >= retry_at_;
+  }
+
+  // The region to copy next: one to retry, a hot one, or the cursor's next
+  // unhydrated region (wrapping); true when the cursor is not to move.
+  std::pair<uint64_t, bool> PickRegion() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const RegionMap& map = clone_.metadata().map();
+    if (retry_region_) {
+      const uint64_t region = *std::exchange(retry_region_, std::nullopt);
+      if (!map.IsSet(region)) return {region, true};
+    }
+    while (!hot_.empty()) {
+      const uint64_t region = hot_.front();
+      hot_.pop_front();
+      read_counts_.erase(region);
+      if (!map.IsSet(region)) return {region, true};
+    }
+    uint64_t region = map.FindNextUnset(cursor_);
+    if (region == map.size()) region = map.FindNextUnset(0);
+    return {region, false};
+  }
+
+  void Run() {
+    internal::MutexLock lock(mu_);
+    while (!stopping_) {
+      const auto now = Clock::now();
+      while (!copied_.empty() && now - copied_.front().at > kRateWindow) copied_.pop_front();
+      if (!completed_ && clone_.metadata().map().AllSet()) {
+        completed_ = true;
+        WakeLocked();
+        if (events_ != nullptr) {
+          mu_.Unlock();
+          events_->OnHydrationComplete();
+          mu_.Lock();
+        }
+        continue;
+      }
+      // Its own copies count until it has heard of their end, so a failure is
+      // handled (and retried) before anything else starts.
+      const uint64_t hydrating = std::max(clone_.hydrating_regions(), in_flight_);
+      // Pause while the user has requests in flight; the clone signals idleness.
+      if (!MayStart(now) || hydrating >= threshold_ || clone_.active_requests() > 0) {
+        SleepLocked(completed_ ? std::chrono::milliseconds(1000) : kPoll);
+        continue;
+      }
+      const auto [region, aside] = PickRegion();
+      const uint64_t count = std::min(batch_size_, threshold_ - hydrating);
+      mu_.Unlock();
+      absl::StatusOr<uint64_t> started = clone_.StartBackgroundHydration(region, count);
+      mu_.Lock();
+      if (!started.ok()) {
+        // ro, Fail or closing: nothing more can be hydrated by this clone.
+        enabled_ = false;
+        continue;
+      }
+      if (*started == 0) {
+        // Being hydrated already: move on, and wait if every candidate may be.
+        if (!aside) cursor_ = region + 1;
+        if (hydrating > 0) SleepLocked(kPoll);
+        continue;
+      }
+      in_flight_ += *started;
+      if (!aside) cursor_ = region + *started;
+    }
+  }
+
+  static constexpr std::chrono::milliseconds kPoll{5};
+
+  CloneT& clone_;
+  const HydratorOptions options_;
+  CloneEvents* const events_;
+  mutable internal::Mutex mu_;
+  internal::CondVar cv_;
+  bool enabled_ ABSL_GUARDED_BY(mu_);
+  uint64_t threshold_ ABSL_GUARDED_BY(mu_);
+  uint64_t batch_size_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t wakeups_ ABSL_GUARDED_BY(mu_) = 0;
+  bool completed_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status stop_reason_ ABSL_GUARDED_BY(mu_);
+  uint32_t consecutive_failures_ ABSL_GUARDED_BY(mu_) = 0;
+  Clock::time_point retry_at_ ABSL_GUARDED_BY(mu_);
+  uint64_t cursor_ ABSL_GUARDED_BY(mu_) = 0;
+  std::optional<uint64_t> retry_region_ ABSL_GUARDED_BY(mu_);
+  uint64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // regions of the copies it started
+  std::deque<uint64_t> hot_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, uint32_t> read_counts_ ABSL_GUARDED_BY(mu_);
+  std::deque<Copied> copied_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+}  // namespace blkclone
