@@ -42,10 +42,9 @@ uint32_t Portable(uint32_t crc, const unsigned char* p, size_t n) {
   for (; n >= 8; n -= 8, p += 8) {
     const uint32_t low = crc ^ Load32(p);
     const uint32_t high = Load32(p + 4);
-    crc = kTables[7][low & 0xff] ^ kTables[6][(low >> 8) & 0xff] ^
-          kTables[5][(low >> 16) & 0xff] ^ kTables[4][low >> 24] ^ kTables[3][high & 0xff] ^
-          kTables[2][(high >> 8) & 0xff] ^ kTables[1][(high >> 16) & 0xff] ^
-          kTables[0][high >> 24];
+    crc = kTables[7][low & 0xff] ^ kTables[6][(low >> 8) & 0xff] ^ kTables[5][(low >> 16) & 0xff] ^
+          kTables[4][low >> 24] ^ kTables[3][high & 0xff] ^ kTables[2][(high >> 8) & 0xff] ^
+          kTables[1][(high >> 16) & 0xff] ^ kTables[0][high >> 24];
   }
   for (; n > 0; --n, ++p) crc = kTables[0][(crc ^ *p) & 0xff] ^ (crc >> 8);
   return crc;

@@ -57,6 +57,11 @@ absl::Status InMemoryMetadata::ReloadCommitted() {
   return absl::OkStatus();
 }
 
+void InMemoryMetadata::ReleaseMapIfComplete() {
+  internal::MutexLock lock(mu_);
+  maps_.back()->ReleaseIfComplete();
+}
+
 void InMemoryMetadata::FailNextReload(absl::Status error) {
   internal::MutexLock lock(mu_);
   reload_error_ = std::move(error);

@@ -84,11 +84,13 @@ std::optional<StoredHeader> CheckSuperblocks(AnyBlockDevice& device, Findings& f
                                     slots[other]->uuid.ToString(), ", not ",
                                     header->uuid.ToString(), ")"));
   } else if (absl::IsNotFound(status)) {
-    findings.Note(absl::StrCat(status.message(), " (an interrupted format, or wiped); the next "
+    findings.Note(absl::StrCat(status.message(),
+                               " (an interrupted format, or wiped); the next "
                                "commit rewrites it"));
   } else if (absl::IsDataLoss(status) && !internal::ChecksumMatches(raw->block(other))) {
     // A torn write of the slot being replaced looks exactly like this.
-    findings.Note(absl::StrCat(status.message(), ": a torn write by an interrupted commit or "
+    findings.Note(absl::StrCat(status.message(),
+                               ": a torn write by an interrupted commit or "
                                "damage to the older copy; the next commit rewrites it"));
   } else {
     findings.Problem(std::string(status.message()));
@@ -110,10 +112,10 @@ void CheckBitmap(AnyBlockDevice& device, const StoredHeader& header, Findings& f
         }
         for (int s = 0; s < 2; ++s) {
           if (s == choice.rewrite_slot) {
-            findings.Note(absl::StrCat(
-                internal::DescribeSlot(header, view.index, s), ": holds generation ",
-                view.kinds[s].generation, ", newer than the superblock's ", header.generation,
-                " (an interrupted commit); the next commit overwrites it"));
+            findings.Note(absl::StrCat(internal::DescribeSlot(header, view.index, s),
+                                       ": holds generation ", view.kinds[s].generation,
+                                       ", newer than the superblock's ", header.generation,
+                                       " (an interrupted commit); the next commit overwrites it"));
           } else if (s != choice.slot && view.kinds[s].kind == SlotKind::kDamaged) {
             findings.Note(absl::StrCat(internal::DescribeSlot(header, view.index, s),
                                        ": an older copy fails its checksum (a torn write or "
@@ -164,7 +166,8 @@ absl::StatusOr<Committed> ReadCommitted(AnyBlockDevice& device) {
       internal::ForEachBitmapBlock(device, c.header, [&](const BitmapBlockView& view) {
         if (!view.choice.damage.empty())
           return absl::DataLossError(internal::DescribeDamage(c.header, view));
-        for (const internal::BitmapSlot& slot : view.kinds) used_slots += slot.kind != SlotKind::kBlank;
+        for (const internal::BitmapSlot& slot : view.kinds)
+          used_slots += slot.kind != SlotKind::kBlank;
         const uint64_t words = internal::WordsInBlock(regions, view.index);
         for (uint64_t w = 0; w < words; ++w) {
           const uint64_t index = view.index * kWordsPerBitmapBlock + w;
@@ -230,7 +233,8 @@ absl::StatusOr<std::string> DumpText(AnyBlockDevice& device) {
       "\nneeds check: ", YesNo(h.needs_check), "\nmetadata blocks: ", c.usage.used_blocks, "/",
       c.usage.total_blocks, " used, ", c.usage.block_size, " bytes each",
       "\nhydrated regions: ", c.hydrated, "/", h.geometry.region_count, "\nhydrated ranges:\n");
-  for (const auto& [first, last] : c.ranges) absl::StrAppend(&text, "  [", first, ", ", last, "]\n");
+  for (const auto& [first, last] : c.ranges)
+    absl::StrAppend(&text, "  [", first, ", ", last, "]\n");
   return text;
 }
 

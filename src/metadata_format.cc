@@ -99,10 +99,9 @@ absl::Status ValidateHeader(const StoredHeader& h, uint64_t device_size) {
   for (int s = 0; s < 2; ++s) {
     const uint64_t start = h.layout.slot_start[s];
     if (start < kFirstBitmapBlock || start > device_blocks || n > device_blocks - start)
-      return absl::DataLossError(absl::StrCat("bitmap slot array ", s == 0 ? "A" : "B",
-                                              " (", n, " blocks from block ", start,
-                                              ") does not fit the device's ", device_blocks,
-                                              " metadata blocks"));
+      return absl::DataLossError(
+          absl::StrCat("bitmap slot array ", s == 0 ? "A" : "B", " (", n, " blocks from block ",
+                       start, ") does not fit the device's ", device_blocks, " metadata blocks"));
   }
   const auto [low, high] = std::minmax(h.layout.slot_start[0], h.layout.slot_start[1]);
   if (n != 0 && high - low < n)
@@ -196,9 +195,9 @@ absl::StatusOr<StoredHeader> DecodeSuperblock(ConstBlock block, int slot, uint64
                              .dest_size = LoadLe<uint64_t>(p + kSbDestSize),
                              .region_size = LoadLe<uint64_t>(p + kSbRegionSize),
                              .region_count = LoadLe<uint64_t>(p + kSbRegionCount)};
-  h.layout = MetadataLayout{.bitmap_blocks = LoadLe<uint64_t>(p + kSbBitmapBlocks),
-                            .slot_start = {LoadLe<uint64_t>(p + kSbSlotStart),
-                                           LoadLe<uint64_t>(p + kSbSlotStart + 8)}};
+  h.layout = MetadataLayout{
+      .bitmap_blocks = LoadLe<uint64_t>(p + kSbBitmapBlocks),
+      .slot_start = {LoadLe<uint64_t>(p + kSbSlotStart), LoadLe<uint64_t>(p + kSbSlotStart + 8)}};
   h.superblock_slot = slot;
   if (absl::Status s = ValidateHeader(h, device_size); !s.ok())
     return absl::DataLossError(absl::StrCat(where, ": ", s.message()));
@@ -286,8 +285,9 @@ BitmapChoice ChooseBitmapSlot(const std::array<BitmapSlot, 2>& slots, uint64_t g
       if (choice.rewrite_slot == kNoSlot) {
         choice.rewrite_slot = s;
       } else {
-        choice.damage = "holds a version newer than the superblock, as does the other slot: "
-                        "the superblock has lost a commit";
+        choice.damage =
+            "holds a version newer than the superblock, as does the other slot: "
+            "the superblock has lost a commit";
         choice.damaged_slot = s;
       }
     }

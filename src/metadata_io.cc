@@ -11,8 +11,7 @@
 namespace blkclone::internal {
 
 BlockBuffer::BlockBuffer(size_t blocks, const DeviceInfo& info) {
-  const std::align_val_t alignment{
-      std::max<size_t>(kMetadataBlockSize, info.memory_alignment)};
+  const std::align_val_t alignment{std::max<size_t>(kMetadataBlockSize, info.memory_alignment)};
   const size_t bytes = std::max<size_t>(blocks, 1) * kMetadataBlockSize;
   data_ = std::unique_ptr<std::byte[], Free>(
       static_cast<std::byte*>(::operator new[](bytes, alignment)), Free{alignment});
@@ -21,13 +20,13 @@ BlockBuffer::BlockBuffer(size_t blocks, const DeviceInfo& info) {
 
 absl::Status CheckDevice(const DeviceInfo& info) {
   if (info.logical_block_size == 0 || kMetadataBlockSize % info.logical_block_size != 0)
-    return absl::InvalidArgumentError(
-        absl::StrCat("metadata device logical block size ", info.logical_block_size,
-                     " does not divide the ", kMetadataBlockSize, "-byte metadata block"));
+    return absl::InvalidArgumentError(absl::StrCat("metadata device logical block size ",
+                                                   info.logical_block_size, " does not divide the ",
+                                                   kMetadataBlockSize, "-byte metadata block"));
   if (info.max_transfer != 0 && info.max_transfer < kMetadataBlockSize)
-    return absl::InvalidArgumentError(
-        absl::StrCat("metadata device transfers at most ", info.max_transfer,
-                     " bytes, less than one ", kMetadataBlockSize, "-byte metadata block"));
+    return absl::InvalidArgumentError(absl::StrCat("metadata device transfers at most ",
+                                                   info.max_transfer, " bytes, less than one ",
+                                                   kMetadataBlockSize, "-byte metadata block"));
   return absl::OkStatus();
 }
 
@@ -58,9 +57,8 @@ absl::Status SubmitAll(AnyBlockDevice& device, std::span<Request> requests) {
     device.Submit(request);
   }
   MutexLock lock(batch.mu);
-  batch.done_cv.Wait(batch.mu, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(batch.mu) {
-    return batch.remaining == 0;
-  });
+  batch.done_cv.Wait(
+      batch.mu, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(batch.mu) { return batch.remaining == 0; });
   return batch.status;
 }
 
@@ -87,9 +85,9 @@ absl::StatusOr<BlockBuffer> ReadSuperblockBlocks(AnyBlockDevice& device) {
   const DeviceInfo& info = device.info();
   BLKCLONE_RETURN_IF_ERROR(CheckDevice(info));
   if (info.size < kFirstBitmapBlock * kMetadataBlockSize)
-    return absl::InvalidArgumentError(
-        absl::StrCat("metadata device has ", info.size, " bytes; the superblocks alone need ",
-                     kFirstBitmapBlock * kMetadataBlockSize));
+    return absl::InvalidArgumentError(absl::StrCat("metadata device has ", info.size,
+                                                   " bytes; the superblocks alone need ",
+                                                   kFirstBitmapBlock * kMetadataBlockSize));
   BlockBuffer buffer(kFirstBitmapBlock, info);
   BLKCLONE_RETURN_IF_ERROR(ReadAt(device, 0, buffer.blocks(0, kFirstBitmapBlock)));
   return buffer;

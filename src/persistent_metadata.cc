@@ -25,7 +25,7 @@ using internal::kWordsPerBitmapBlock;
 
 // State bits of one bitmap block.
 enum BlockFlags : uint8_t {
-  kNextInA = 1 << 0,   // the next version goes to slot A (else B): see BitmapChoice::WriteSlot
+  kNextInA = 1 << 0,    // the next version goes to slot A (else B): see BitmapChoice::WriteSlot
   kSlotAUsed = 1 << 1,  // slot A has been written (for usage())
   kSlotBUsed = 1 << 2,
   kDirty = 1 << 3,   // marked since the last Seal
@@ -48,10 +48,11 @@ absl::Status CompareGeometry(const CloneGeometry& stored, const CloneGeometry& w
                          Field{"destination size", &CloneGeometry::dest_size},
                          Field{"region count", &CloneGeometry::region_count}}) {
     if (stored.*f.member != wanted.*f.member)
-      return absl::FailedPreconditionError(
-          absl::StrCat("geometry mismatch: the metadata has ", f.name, " ", stored.*f.member,
-                       " but ", wanted.*f.member, " was asked for; refusing to reuse another "
-                       "clone's metadata"));
+      return absl::FailedPreconditionError(absl::StrCat("geometry mismatch: the metadata has ",
+                                                        f.name, " ", stored.*f.member, " but ",
+                                                        wanted.*f.member,
+                                                        " was asked for; refusing to reuse another "
+                                                        "clone's metadata"));
   }
   return absl::OkStatus();
 }
@@ -79,8 +80,8 @@ absl::StatusOr<StoredHeader> Format(AnyBlockDevice& device, const CloneGeometry&
                             .generation = 0,
                             .geometry = geometry,
                             .layout = internal::StandardLayout(geometry.region_count)};
-  BLKCLONE_RETURN_IF_ERROR(internal::ZeroBlocks(device, internal::kFirstBitmapBlock,
-                                                2 * header.layout.bitmap_blocks));
+  BLKCLONE_RETURN_IF_ERROR(
+      internal::ZeroBlocks(device, internal::kFirstBitmapBlock, 2 * header.layout.bitmap_blocks));
   BLKCLONE_RETURN_IF_ERROR(Flush(device));
   BlockBuffer superblocks(2, device.info());
   internal::EncodeSuperblock(header, superblocks.block(0));
@@ -117,14 +118,14 @@ std::string Uuid::ToString() const {
 
 struct PersistentMetadata::Loaded {
   std::unique_ptr<RegionMap> map;
-  std::vector<uint8_t> blocks = {};  // BlockFlags
+  std::vector<uint8_t> blocks = {};    // BlockFlags
   std::vector<uint64_t> rewrite = {};  // blocks whose free slot holds an interrupted commit
   uint64_t used_slots = 0;
 
   static Loaded Empty(const CloneGeometry& geometry) {
-    return Loaded{.map = std::make_unique<RegionMap>(geometry.region_count),
-                  .blocks = std::vector<uint8_t>(
-                      internal::BitmapBlocksFor(geometry.region_count), 0)};
+    return Loaded{
+        .map = std::make_unique<RegionMap>(geometry.region_count),
+        .blocks = std::vector<uint8_t>(internal::BitmapBlocksFor(geometry.region_count), 0)};
   }
 };
 
@@ -144,9 +145,9 @@ absl::StatusOr<std::unique_ptr<PersistentMetadata>> PersistentMetadata::Open(
   BLKCLONE_RETURN_IF_ERROR(internal::CheckDevice(device.info()));
   const uint64_t required = RequiredSize(geometry);
   if (device.info().size < required)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "metadata device too small: it has ", device.info().size, " bytes, but ",
-        geometry.region_count, " regions need at least ", required, " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("metadata device too small: it has ", device.info().size, " bytes, but ",
+                     geometry.region_count, " regions need at least ", required, " bytes"));
   const bool writable = !options.read_only;
   absl::StatusOr<StoredHeader> header = ReadHeader(device);
   if (absl::IsNotFound(header.status())) {
@@ -169,8 +170,8 @@ absl::StatusOr<std::unique_ptr<PersistentMetadata>> PersistentMetadata::Open(
 }
 
 absl::StatusOr<PersistentMetadata::Loaded> PersistentMetadata::Load(AnyBlockDevice& device,
-                                                                     const StoredHeader& header,
-                                                                     bool writable) {
+                                                                    const StoredHeader& header,
+                                                                    bool writable) {
   Loaded loaded = Loaded::Empty(header.geometry);
   std::vector<std::string> named;
   uint64_t damaged = 0;
@@ -196,9 +197,9 @@ absl::StatusOr<PersistentMetadata::Loaded> PersistentMetadata::Load(AnyBlockDevi
         return absl::OkStatus();
       }));
   if (damaged == 0) return loaded;
-  std::string message = absl::StrCat(damaged, " damaged bitmap block(s): ",
-                                     absl::StrJoin(named, "; "), damaged > named.size() ? "; ..." : "",
-                                     ". Run `blkclone check`.");
+  std::string message =
+      absl::StrCat(damaged, " damaged bitmap block(s): ", absl::StrJoin(named, "; "),
+                   damaged > named.size() ? "; ..." : "", ". Run `blkclone check`.");
   if (writable) {
     // Into the slot that does not hold the current superblock, at the same
     // generation: a torn write there cannot cost the committed state.
@@ -206,7 +207,8 @@ absl::StatusOr<PersistentMetadata::Loaded> PersistentMetadata::Load(AnyBlockDevi
     marked.needs_check = true;
     absl::Status status = internal::WriteSuperblock(device, 1 - header.superblock_slot, marked);
     if (status.ok()) status = Flush(device);
-    if (!status.ok()) absl::StrAppend(&message, " Recording needs_check failed: ", status.message());
+    if (!status.ok())
+      absl::StrAppend(&message, " Recording needs_check failed: ", status.message());
   }
   return absl::DataLossError(message);
 }
@@ -363,9 +365,9 @@ absl::Status PersistentMetadata::WriteBitmapBlocks(const std::vector<uint64_t>& 
       size_t end = i + 1;
       while (end < batch.size() && batch[end] == batch[end - 1] + 1 && slots[end] == slots[i])
         ++end;
-      writes.push_back(Request::Write(
-          (next.layout.slot_start[slots[i]] + batch[i]) * kMetadataBlockSize,
-          buffer.blocks(i, end - i)));
+      writes.push_back(
+          Request::Write((next.layout.slot_start[slots[i]] + batch[i]) * kMetadataBlockSize,
+                         buffer.blocks(i, end - i)));
       i = end;
     }
     BLKCLONE_RETURN_IF_ERROR(internal::SubmitAll(device_, writes));
@@ -386,8 +388,8 @@ absl::Status PersistentMetadata::ReloadCommitted() {
   }
   if (header.uuid != uuid || header.geometry != geometry_)
     return absl::DataLossError(absl::StrCat("the metadata device now holds other metadata (uuid ",
-                                            header.uuid.ToString(), ", expected ",
-                                            uuid.ToString(), ")"));
+                                            header.uuid.ToString(), ", expected ", uuid.ToString(),
+                                            ")"));
   absl::StatusOr<Loaded> loaded =
       header.needs_check && !read_only_ ? NeedsCheckError() : Load(device_, header, !read_only_);
   internal::MutexLock lock(mu_);
@@ -404,6 +406,11 @@ MetadataUsage PersistentMetadata::usage() const {
   return MetadataUsage{.block_size = kMetadataBlockSize,
                        .used_blocks = internal::kFirstBitmapBlock + used_slots_,
                        .total_blocks = total_blocks_};
+}
+
+void PersistentMetadata::ReleaseMapIfComplete() {
+  internal::MutexLock lock(mu_);
+  maps_.back()->ReleaseIfComplete();
 }
 
 bool PersistentMetadata::finished() const {

@@ -107,6 +107,21 @@ TEST_F(HydratorTest, HydratesEverythingButWhatTheUserWroteOrDiscarded) {
   EXPECT_EQ(progress.hydrated_bytes, kSize);
 }
 
+TEST_F(HydratorTest, ReleasesTheRegionMapOnceCompleteAndKeepsServing) {
+  StartHydrator({.threshold = 8, .batch_size = 8});
+  ASSERT_TRUE(hydrator_->WaitUntilComplete(60s));
+  // Released at the first moment nothing is in flight: right away here.
+  EXPECT_TRUE(metadata_.map().released());
+  EXPECT_EQ(metadata_.map().CountSet(), kRegions);
+  EXPECT_EQ(hydrator_->progress().hydrated_bytes, kSize);
+  Bytes data(4096, std::byte{9}), back(4096);
+  ASSERT_TRUE(WriteAt(*clone_, 3 * kRegion, data, kFua).ok());
+  ASSERT_TRUE(ReadAt(*clone_, 3 * kRegion, back).ok());
+  EXPECT_EQ(back, data);
+  ASSERT_TRUE(ReadAt(*clone_, 9 * kRegion, back).ok());
+  EXPECT_EQ(std::memcmp(back.data(), &source_data_[9 * kRegion], 4096), 0);
+}
+
 TEST_F(HydratorTest, NeverExceedsTheThresholdAndBatchesContiguousRegions) {
   StartHydrator({.threshold = 5, .batch_size = 3});
   ASSERT_TRUE(hydrator_->WaitUntilComplete(60s));

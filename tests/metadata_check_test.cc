@@ -18,9 +18,9 @@
 namespace blkclone {
 namespace {
 
+using internal::kRegionsPerBitmapBlock;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using internal::kRegionsPerBitmapBlock;
 
 constexpr uint64_t kR = kRegionsPerBitmapBlock;
 const Uuid kUuid{{0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc,
@@ -122,17 +122,17 @@ TEST(MetadataCheckTest, ReportsEveryInjectedProblemWithItsBlock) {
 
   const CheckReport report = Check(m.view);
   EXPECT_FALSE(report.ok);
-  EXPECT_THAT(report.problems,
-              ElementsAre(HasSubstr("superblock slot 0 (metadata block 0) has no blkclone magic"),
-                          HasSubstr(absl::StrCat("bitmap block 0 (regions 0..", kR - 1,
-                                                 "), slot A at metadata block 2: fails its "
-                                                 "checksum")),
-                          HasSubstr(absl::StrCat("bitmap block 1 (regions ", kR, "..",
-                                                 2 * kR - 1,
-                                                 "), slot A at metadata block 3: holds data")),
-                          HasSubstr(absl::StrCat("bitmap block 2 (regions ", 2 * kR, "..",
-                                                 2 * kR + 99, "), slot B at metadata block 7: "
-                                                 "bits set past the last region"))));
+  EXPECT_THAT(
+      report.problems,
+      ElementsAre(HasSubstr("superblock slot 0 (metadata block 0) has no blkclone magic"),
+                  HasSubstr(absl::StrCat("bitmap block 0 (regions 0..", kR - 1,
+                                         "), slot A at metadata block 2: fails its "
+                                         "checksum")),
+                  HasSubstr(absl::StrCat("bitmap block 1 (regions ", kR, "..", 2 * kR - 1,
+                                         "), slot A at metadata block 3: holds data")),
+                  HasSubstr(absl::StrCat("bitmap block 2 (regions ", 2 * kR, "..", 2 * kR + 99,
+                                         "), slot B at metadata block 7: "
+                                         "bits set past the last region"))));
 }
 
 TEST(MetadataCheckTest, NotesTracesOfAnInterruptedCommitButPasses) {
@@ -198,20 +198,21 @@ TEST(MetadataDumpTest, TextListsGeometryFlagsUsageAndMergedRanges) {
                                 "uuid: 00112233-4455-6677-8899-aabbccddeeff\n"
                                 "generation: 3 (superblock slot 1)\n"
                                 "region size: 4096\n"
-                                "region count: ", n, "\n",
-                                "source size: ", n * 4096, "\n",
+                                "region count: ",
+                                n, "\n", "source size: ", n * 4096, "\n",
                                 "destination size: ", n * 4096, "\n",
                                 "compat features: 0x0\n"
                                 "incompat features: 0x0\n"
                                 "finished: no\n"
                                 "needs check: no\n"
                                 "metadata blocks: 6/8 used, 4096 bytes each\n"
-                                "hydrated regions: 9/", n, "\n",
+                                "hydrated regions: 9/",
+                                n, "\n",
                                 "hydrated ranges:\n"
                                 "  [0, 4]\n"
                                 "  [10, 10]\n"
-                                "  [", kR - 1, ", ", kR, "]\n",
-                                "  [", n - 1, ", ", n - 1, "]\n"));
+                                "  [",
+                                kR - 1, ", ", kR, "]\n", "  [", n - 1, ", ", n - 1, "]\n"));
 }
 
 TEST(MetadataDumpTest, JsonHasTheSameFactsAsOneObject) {
@@ -221,15 +222,16 @@ TEST(MetadataDumpTest, JsonHasTheSameFactsAsOneObject) {
   const auto json = DumpJson(m.view);
   ASSERT_TRUE(json.ok()) << json.status();
   const uint64_t n = kGeometry.region_count;
-  EXPECT_EQ(*json,
-            absl::StrCat("{\"format_version\":1,\"uuid\":\"00112233-4455-6677-8899-aabbccddeeff\","
-                         "\"generation\":4,\"superblock_slot\":0,\"geometry\":{\"region_size\":4096,"
-                         "\"region_count\":", n, ",\"source_size\":", n * 4096,
-                         ",\"dest_size\":", n * 4096, "},\"compat_features\":1,"
-                         "\"incompat_features\":0,\"finished\":true,\"needs_check\":false,"
-                         "\"usage\":{\"block_size\":4096,\"used_blocks\":6,\"total_blocks\":8},"
-                         "\"hydrated_regions\":9,\"hydrated_ranges\":[[0,4],[10,10],[", kR - 1,
-                         ",", kR, "],[", n - 1, ",", n - 1, "]]}"));
+  EXPECT_EQ(*json, absl::StrCat(
+                       "{\"format_version\":1,\"uuid\":\"00112233-4455-6677-8899-aabbccddeeff\","
+                       "\"generation\":4,\"superblock_slot\":0,\"geometry\":{\"region_size\":4096,"
+                       "\"region_count\":",
+                       n, ",\"source_size\":", n * 4096, ",\"dest_size\":", n * 4096,
+                       "},\"compat_features\":1,"
+                       "\"incompat_features\":0,\"finished\":true,\"needs_check\":false,"
+                       "\"usage\":{\"block_size\":4096,\"used_blocks\":6,\"total_blocks\":8},"
+                       "\"hydrated_regions\":9,\"hydrated_ranges\":[[0,4],[10,10],[",
+                       kR - 1, ",", kR, "],[", n - 1, ",", n - 1, "]]}"));
 }
 
 TEST(MetadataDumpTest, EmptyAndFullMaps) {

@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <functional>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -28,9 +28,9 @@
 namespace blkclone {
 namespace {
 
+using internal::kRegionsPerBitmapBlock;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
-using internal::kRegionsPerBitmapBlock;
 
 constexpr uint64_t kR = kRegionsPerBitmapBlock;
 
@@ -60,9 +60,8 @@ std::unique_ptr<MemoryDevice> DeviceWith(const std::vector<std::byte>& image) {
 }
 
 template <class D>
-absl::StatusOr<std::unique_ptr<PersistentMetadata>> OpenOn(D& device,
-                                                            const CloneGeometry& geometry,
-                                                            MetadataOpenOptions options = {}) {
+absl::StatusOr<std::unique_ptr<PersistentMetadata>> OpenOn(D& device, const CloneGeometry& geometry,
+                                                           MetadataOpenOptions options = {}) {
   return PersistentMetadata::Open(AnyBlockDevice::Borrow(device), geometry, options);
 }
 
@@ -211,16 +210,16 @@ TEST(MetadataFormatTest, BitmapSlotChoiceFollowsTheGenerationRules) {
   constexpr int kNo = internal::kNoSlot;
   const uint64_t g = 10;
   for (const Case& c : {
-           Case{blank, blank, kNo, kNo, false, 1},            // never written
-           Case{valid(3), valid(7), 1, kNo, false, 0},        // the newer committed copy
-           Case{valid(7), valid(11), 0, 1, false, 1},         // B is an interrupted commit
-           Case{blank, valid(11), kNo, 1, false, 1},          // first write interrupted
-           Case{damaged(11), valid(7), 1, 0, false, 0},       // torn interrupted write
-           Case{damaged(5), valid(7), 1, kNo, false, 0},      // torn over the older copy
-           Case{damaged(9), valid(7), 1, kNo, true, 0},       // latest committed copy damaged
-           Case{damaged(9), blank, kNo, kNo, true, 1},        // only copy damaged
-           Case{foreign, valid(7), 1, kNo, true, 0},          // garbage of unknown age
-           Case{valid(11), valid(12), kNo, 0, true, 0},       // superblock lost a commit
+           Case{blank, blank, kNo, kNo, false, 1},        // never written
+           Case{valid(3), valid(7), 1, kNo, false, 0},    // the newer committed copy
+           Case{valid(7), valid(11), 0, 1, false, 1},     // B is an interrupted commit
+           Case{blank, valid(11), kNo, 1, false, 1},      // first write interrupted
+           Case{damaged(11), valid(7), 1, 0, false, 0},   // torn interrupted write
+           Case{damaged(5), valid(7), 1, kNo, false, 0},  // torn over the older copy
+           Case{damaged(9), valid(7), 1, kNo, true, 0},   // latest committed copy damaged
+           Case{damaged(9), blank, kNo, kNo, true, 1},    // only copy damaged
+           Case{foreign, valid(7), 1, kNo, true, 0},      // garbage of unknown age
+           Case{valid(11), valid(12), kNo, 0, true, 0},   // superblock lost a commit
        }) {
     const internal::BitmapChoice choice = internal::ChooseBitmapSlot({c.a, c.b}, g);
     EXPECT_EQ(choice.slot, c.slot);
@@ -354,9 +353,9 @@ TEST(PersistentMetadataOpenTest, BadChecksumInBothSuperblocksIsDataLoss) {
   FlipBit(*device, kMetadataBlockSize + 100);
   auto meta = OpenOn(*device, kGeometry);
   EXPECT_EQ(meta.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_THAT(meta.status().message(),
-              AllOf(HasSubstr("superblock slot 0"), HasSubstr("superblock slot 1"),
-                    HasSubstr("checksum")));
+  EXPECT_THAT(
+      meta.status().message(),
+      AllOf(HasSubstr("superblock slot 0"), HasSubstr("superblock slot 1"), HasSubstr("checksum")));
 }
 
 TEST(PersistentMetadataOpenTest, GeometryMismatchNamesTheFieldAndBothValues) {
@@ -373,12 +372,11 @@ TEST(PersistentMetadataOpenTest, GeometryMismatchNamesTheFieldAndBothValues) {
   CloneGeometry smaller_source = GeometryOf(kGeometry.region_count - 1);
   smaller_source.dest_size = kGeometry.dest_size;
   const CloneGeometry larger_regions = GeometryOf(kGeometry.region_count / 2, 8192);
-  for (const Case& c :
-       {Case{larger_regions, "region size", "4096", "8192"},
-        Case{smaller_source, "source size", absl::StrCat(kGeometry.source_size),
-             absl::StrCat(smaller_source.source_size)},
-        Case{bigger_dest, "destination size", absl::StrCat(kGeometry.dest_size),
-             absl::StrCat(bigger_dest.dest_size)}}) {
+  for (const Case& c : {Case{larger_regions, "region size", "4096", "8192"},
+                        Case{smaller_source, "source size", absl::StrCat(kGeometry.source_size),
+                             absl::StrCat(smaller_source.source_size)},
+                        Case{bigger_dest, "destination size", absl::StrCat(kGeometry.dest_size),
+                             absl::StrCat(bigger_dest.dest_size)}}) {
     auto meta = OpenOn(*device, c.geometry);
     EXPECT_EQ(meta.status().code(), absl::StatusCode::kFailedPrecondition) << c.field;
     EXPECT_THAT(meta.status().message(),
@@ -400,8 +398,8 @@ TEST(PersistentMetadataOpenTest, NeedsCheckRefusesReadWriteButNotReadOnly) {
 
 TEST(PersistentMetadataOpenTest, BlankDeviceIsNotFoundWithoutFormatting) {
   auto device = NewDevice(kGeometry);
-  for (MetadataOpenOptions options : {MetadataOpenOptions{.format_if_blank = false},
-                                      MetadataOpenOptions{.read_only = true}}) {
+  for (MetadataOpenOptions options :
+       {MetadataOpenOptions{.format_if_blank = false}, MetadataOpenOptions{.read_only = true}}) {
     auto meta = OpenOn(*device, kGeometry, options);
     EXPECT_EQ(meta.status().code(), absl::StatusCode::kNotFound);
     EXPECT_THAT(meta.status().message(), HasSubstr("blank"));
@@ -409,7 +407,8 @@ TEST(PersistentMetadataOpenTest, BlankDeviceIsNotFoundWithoutFormatting) {
   AnyBlockDevice view = AnyBlockDevice::Borrow(*device);
   EXPECT_EQ(PersistentMetadata::ReadHeader(view).status().code(), absl::StatusCode::kNotFound);
   const std::vector<std::byte> contents = device->Contents();
-  EXPECT_TRUE(std::all_of(contents.begin(), contents.end(), [](std::byte b) { return b == std::byte{0}; }));
+  EXPECT_TRUE(
+      std::all_of(contents.begin(), contents.end(), [](std::byte b) { return b == std::byte{0}; }));
 }
 
 TEST(PersistentMetadataOpenTest, InvalidGeometryIsAnInvalidArgument) {
@@ -546,6 +545,23 @@ TEST(PersistentMetadataTest, UsageCountsSuperblocksAndWrittenSlots) {
   meta->reset();
   meta = OpenOn(*device, kGeometry);
   EXPECT_EQ((*meta)->usage().used_blocks, 5u);
+}
+
+TEST(PersistentMetadataTest, CommitsAfterTheCompleteMapWasReleased) {
+  const CloneGeometry geometry = GeometryOf(kR + 10);
+  auto device = NewDevice(geometry);
+  auto meta = OpenOn(*device, geometry);
+  ASSERT_TRUE(meta.ok());
+  Commit(**meta, {{0, 5}, {6, geometry.region_count}});
+  (*meta)->MarkHydrated(5, 1);
+  (*meta)->Seal();
+  (*meta)->ReleaseMapIfComplete();
+  EXPECT_TRUE((*meta)->map().released());
+  ASSERT_TRUE((*meta)->CommitSealed().ok());
+  meta->reset();
+  meta = OpenOn(*device, geometry);
+  ASSERT_TRUE(meta.ok());
+  EXPECT_TRUE((*meta)->map().AllSet());
 }
 
 // ---- I/O per commit.
@@ -710,7 +726,8 @@ TEST(PersistentMetadataCrashTest, TornWritesYieldTheOldOrNewState) {
     const std::vector<std::byte> old_image = ReplayUpTo(r.initial, r.log, k);
     for (uint64_t split = kSector; split < entry.length; split += kSector) {
       for (bool new_first : {true, false}) {
-        SCOPED_TRACE(absl::StrCat("entry ", k, " split at ", split, new_first ? " new|old" : " old|new"));
+        SCOPED_TRACE(
+            absl::StrCat("entry ", k, " split at ", split, new_first ? " new|old" : " old|new"));
         std::vector<std::byte> image = old_image;
         const uint64_t from = new_first ? 0 : split;
         const uint64_t to = new_first ? split : entry.length;
@@ -784,7 +801,8 @@ TEST(PersistentMetadataBitFlipTest, BothSuperblocksAreDataLoss) {
   EXPECT_EQ(OpenOn(*f.device, kGeometry).status().code(), absl::StatusCode::kDataLoss);
   const CheckReport report = f.RunCheck();
   EXPECT_FALSE(report.ok);
-  EXPECT_THAT(AllText(report), AllOf(HasSubstr("superblock slot 0"), HasSubstr("superblock slot 1")));
+  EXPECT_THAT(AllText(report),
+              AllOf(HasSubstr("superblock slot 0"), HasSubstr("superblock slot 1")));
 }
 
 TEST(PersistentMetadataBitFlipTest, LatestBitmapCopyIsDataLossAndSetsNeedsCheck) {
@@ -824,9 +842,8 @@ TEST(PersistentMetadataBitFlipTest, OlderBitmapCopyIsNotedAndIgnored) {
   meta->reset();
   const CheckReport report = f.RunCheck();
   EXPECT_TRUE(report.ok) << AllText(report);
-  EXPECT_THAT(AllText(report),
-              HasSubstr(absl::StrCat("N: bitmap block 0 (regions 0..", kR - 1, "), slot ",
-                                     older == 0 ? "A" : "B")));
+  EXPECT_THAT(AllText(report), HasSubstr(absl::StrCat("N: bitmap block 0 (regions 0..", kR - 1,
+                                                      "), slot ", older == 0 ? "A" : "B")));
 }
 
 TEST(PersistentMetadataBitFlipTest, BothBitmapCopiesAreDataLoss) {

@@ -583,5 +583,27 @@ TEST(RegionMapTest, ConcurrentOrWordKeepsCountAndSummaryExact) {
   }
 }
 
+
+TEST(RegionMapTest, ReleaseOnlyWhenCompleteAndAnswersFromTheCountAfter) {
+  RegionMap map(1000);
+  map.SetRange(0, 999);
+  EXPECT_FALSE(map.ReleaseIfComplete());
+  EXPECT_FALSE(map.released());
+  EXPECT_TRUE(map.Set(999));
+  EXPECT_TRUE(map.ReleaseIfComplete());
+  EXPECT_TRUE(map.released());
+  EXPECT_FALSE(map.ReleaseIfComplete()) << "only once";
+  EXPECT_TRUE(map.IsSet(0));
+  EXPECT_TRUE(map.IsSet(999));
+  EXPECT_EQ(map.CountSet(), 1000u);
+  EXPECT_TRUE(map.AllSet());
+  EXPECT_EQ(map.FindNextUnset(0), 1000u);
+  EXPECT_EQ(map.FindNextSet(17), 17u);
+  EXPECT_EQ(map.Word(0), ~uint64_t{0});
+  EXPECT_EQ(map.Word(15), (uint64_t{1} << (1000 % 64)) - 1);
+  EXPECT_EQ(map.SetRange(0, 1000), 0u);
+  EXPECT_FALSE(map.Set(5));
+}
+
 }  // namespace
 }  // namespace blkclone

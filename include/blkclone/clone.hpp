@@ -165,6 +165,14 @@ class Clone {
     return started;
   }
 
+  // Frees the region map's memory once everything is hydrated, at the first
+  // moment no request or hydration is in flight (now, if there is none).
+  void ReleaseMapWhenComplete() {
+    internal::MutexLock lock(mu_);
+    release_map_ = true;
+    SignalIfDrained();
+  }
+
   // Regions being hydrated right now (the dm status line's "hydrating regions").
   uint64_t hydrating_regions() const {
     internal::MutexLock lock(mu_);
@@ -483,9 +491,15 @@ class Clone {
     SignalIfDrained();
   }
 
+  // At a moment nothing is in flight: wakes Close, and frees the map if asked
+  // (no request can be reading it, and new ones start under mu_ after this).
   void SignalIfDrained() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (active_ios_ == 0 && active_hydrations_ == 0 && listener_calls_ == 0)
-      drained_cv_.SignalAll();
+    if (active_ios_ != 0 || active_hydrations_ != 0 || listener_calls_ != 0) return;
+    drained_cv_.SignalAll();
+    if (release_map_ && metadata_.map().AllSet()) {
+      metadata_.ReleaseMapIfComplete();
+      release_map_ = false;
+    }
   }
 
   // ---- Flushes and commits ----
@@ -616,6 +630,7 @@ class Clone {
   uint64_t active_hydrations_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t active_ios_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t listener_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  bool release_map_ ABSL_GUARDED_BY(mu_) = false;
   internal::CondVar drained_cv_;
   // Every MarkHydrated bumps mark_seq_; a commit that sealed at sequence S
   // sets committed_seq_ = S. Changed since the last commit: mark_seq_ > committed_seq_.

@@ -18,7 +18,8 @@
 //     `max_consecutive_failures` in a row background hydration stops and
 //     CloneEvents::OnHydrationStopped names the region and the error (dm-clone
 //     retries forever); Restart() or Enable() starts it again;
-//   - progress: hydrated regions and bytes, the recent copy rate, an ETA.
+//   - progress: hydrated regions and bytes, the recent copy rate, an ETA;
+//   - once everything is hydrated the region map's memory is released.
 //
 //   blkclone::Hydrator hydrator(*clone, {.threshold = 64, .batch_size = 16}, &events);
 //   hydrator.WaitUntilComplete(std::chrono::hours(1));
@@ -76,7 +77,8 @@ class Hydrator final : public CloneListener {
   using Clock = std::chrono::steady_clock;
 
   Hydrator(CloneT& clone, const HydratorOptions& options, CloneEvents* events = nullptr)
-      : clone_(clone), options_(options), events_(events), enabled_(options.start_enabled),
+      : clone_(clone), options_(options), events_(events), retry_(options),
+        enabled_(options.start_enabled),
         threshold_(options.threshold), batch_size_(std::max<uint64_t>(options.batch_size, 1)) {
     clone_.SetListener(this);
     thread_ = std::thread([this] { Run(); });
@@ -107,6 +109,15 @@ class Hydrator final : public CloneListener {
   void SetBatchSize(uint64_t regions) {
     Update([this, regions]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       batch_size_ = std::max<uint64_t>(regions, 1);
+    });
+  }
+  // How copy failures are retried; applies from the next failure.
+  void SetRetryPolicy(uint32_t max_consecutive_failures, std::chrono::milliseconds first_delay,
+                      std::chrono::milliseconds max_delay) {
+    Update([=, this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      retry_.max_consecutive_failures = std::max<uint32_t>(max_consecutive_failures, 1);
+      retry_.first_retry_delay = first_delay;
+      retry_.max_retry_delay = std::max(first_delay, max_delay);
     });
   }
   uint64_t threshold() const { return Get(threshold_); }
@@ -169,15 +180,15 @@ class Hydrator final : public CloneListener {
         in_flight_ -= count;
         if (status.ok()) {
           consecutive_failures_ = 0;
-        } else if (++consecutive_failures_ >= options_.max_consecutive_failures) {
+        } else if (++consecutive_failures_ >= retry_.max_consecutive_failures) {
           stopped_ = true;
           stop_reason_ = status;
           stopped = status;
         } else {
           // Retry the same region after a backoff that doubles each time.
           const auto delay = std::min<std::chrono::milliseconds>(
-              options_.max_retry_delay,
-              options_.first_retry_delay * (uint64_t{1} << std::min(consecutive_failures_ - 1, 20u)));
+              retry_.max_retry_delay,
+              retry_.first_retry_delay * (uint64_t{1} << std::min(consecutive_failures_ - 1, 20u)));
           retry_at_ = Clock::now() + delay;
           retry_region_ = first;
         }
@@ -263,13 +274,15 @@ class Hydrator final : public CloneListener {
       const auto now = Clock::now();
       while (!copied_.empty() && now - copied_.front().at > kRateWindow) copied_.pop_front();
       if (!completed_ && clone_.metadata().map().AllSet()) {
-        completed_ = true;
-        WakeLocked();
+        // The event comes before waiters wake, so they can count on it.
         if (events_ != nullptr) {
           mu_.Unlock();
           events_->OnHydrationComplete();
           mu_.Lock();
         }
+        completed_ = true;  // from here on it no longer reads the map's words
+        clone_.ReleaseMapWhenComplete();
+        WakeLocked();
         continue;
       }
       // Its own copies count until it has heard of their end, so a failure is
@@ -308,6 +321,7 @@ class Hydrator final : public CloneListener {
   CloneEvents* const events_;
   mutable internal::Mutex mu_;
   internal::CondVar cv_;
+  HydratorOptions retry_ ABSL_GUARDED_BY(mu_);  // its retry fields, changeable
   bool enabled_ ABSL_GUARDED_BY(mu_);
   uint64_t threshold_ ABSL_GUARDED_BY(mu_);
   uint64_t batch_size_ ABSL_GUARDED_BY(mu_);

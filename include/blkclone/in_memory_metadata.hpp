@@ -29,6 +29,7 @@ class InMemoryMetadata final : public Metadata {
   absl::Status CommitSealed() override;
   absl::Status ReloadCommitted() override;
   MetadataUsage usage() const override;
+  void ReleaseMapIfComplete() override;
 
   // Makes the next ReloadCommitted fail with `error` (an unreadable device).
   void FailNextReload(absl::Status error = absl::DataLossError("metadata unreadable"));

@@ -117,6 +117,7 @@ class PersistentMetadata final : public Metadata {
   absl::Status ReloadCommitted() override;
   // used: superblocks plus bitmap slots ever written; total: the whole device.
   MetadataUsage usage() const override;
+  void ReleaseMapIfComplete() override;
 
   // Commits the finished flag together with whatever is sealed, so like
   // CommitSealed it must follow the destination flush after the last Seal().

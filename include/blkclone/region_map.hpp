@@ -73,6 +73,7 @@ class RegionMap {
 
   // Whether `region` is hydrated. Precondition: region < size().
   bool IsSet(uint64_t region) const {
+    if (Released()) return true;
     const uint64_t word = Slot(0, region / kWordBits).load(std::memory_order_acquire);
     return (word >> (region % kWordBits)) & 1;
   }
@@ -80,6 +81,7 @@ class RegionMap {
   // Marks `region` hydrated. Returns true only for the one call that changed it from 0 to 1, so
   // a caller can tell whether it owns the transition. Precondition: region < size().
   bool Set(uint64_t region) {
+    if (Released()) return false;
     const uint64_t index = region / kWordBits;
     uint64_t completed = 0;
     if (OrRegionWord(index, uint64_t{1} << (region % kWordBits), completed) == 0) return false;
@@ -91,7 +93,7 @@ class RegionMap {
   // Marks [first, first + count) hydrated, clipped to size() (first may be past the end, and
   // first + count may exceed 2^64). Returns how many regions this call changed from 0 to 1.
   uint64_t SetRange(uint64_t first, uint64_t count) {
-    if (first >= size_) return 0;
+    if (first >= size_ || Released()) return 0;
     const uint64_t end = first + std::min(count, size_ - first);
     uint64_t added = 0;
     uint64_t completed = 0;
@@ -115,7 +117,7 @@ class RegionMap {
   // First unset region >= from, or size() if there is none (including when from >= size()).
   // Costs O(levels) word reads when nothing races with the search.
   uint64_t FindNextUnset(uint64_t from) const {
-    if (from >= size_) return size_;
+    if (from >= size_ || Released()) return size_;
     uint64_t pos = from;
     size_t level = 0;
     while (true) {
@@ -150,7 +152,7 @@ class RegionMap {
   // First set region >= from, or size() if there is none. Scans the region words linearly, so it
   // is meant for dumps and recovery rather than the I/O path.
   uint64_t FindNextSet(uint64_t from) const {
-    if (from >= size_) return size_;
+    if (from >= size_ || Released()) return std::min(from, size_);
     uint64_t index = from / kWordBits;
     uint64_t bits =
         Slot(0, index).load(std::memory_order_acquire) & (kAllOnes << (from % kWordBits));
@@ -172,16 +174,32 @@ class RegionMap {
 
   // Region word `index` (bit i is region 64 * index + i), for persisting the map. Bits past
   // size() are always 0. Precondition: index < word_count().
-  uint64_t Word(uint64_t index) const { return Slot(0, index).load(std::memory_order_acquire); }
+  uint64_t Word(uint64_t index) const {
+    return Released() ? ValidMask(0, index) : Slot(0, index).load(std::memory_order_acquire);
+  }
 
   // ORs a persisted word back in; bits past size() are ignored so a stale or corrupt tail cannot
   // inflate CountSet(). Precondition: index < word_count().
   void OrWord(uint64_t index, uint64_t bits) {
+    if (Released()) return;
     uint64_t completed = 0;
     const uint64_t added = OrRegionWord(index, bits & ValidMask(0, index), completed);
     MarkFull(1, index / kWordBits, completed);
     if (added != 0) set_count_.fetch_add(added, std::memory_order_acq_rel);
   }
+
+  // Once every region is set, frees the words: the map then answers from its
+  // count alone (status stays right) and costs a few bytes. Returns whether it
+  // did. Precondition: no other thread is using the map during the call.
+  bool ReleaseIfComplete() {
+    if (!AllSet() || Released()) return false;
+    words_.reset();
+    released_.store(true, std::memory_order_release);
+    return true;
+  }
+
+  // Whether ReleaseIfComplete has freed the words.
+  bool released() const { return Released(); }
 
  private:
   static constexpr uint64_t kWordBits = 64;
@@ -238,7 +256,10 @@ class RegionMap {
     }
   }
 
+  bool Released() const { return released_.load(std::memory_order_acquire); }
+
   uint64_t size_;
+  std::atomic<bool> released_{false};
   std::array<Level, kMaxLevels> levels_{};
   size_t level_count_ = 0;
   // All levels back to back: region words first, then each summary level.

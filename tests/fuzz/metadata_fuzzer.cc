@@ -26,10 +26,8 @@ namespace blkclone {
 namespace {
 
 // The geometry of the seeds in tests/fuzz/corpus/metadata: 100 regions of 4 KiB.
-constexpr CloneGeometry kGeometry{.source_size = 100 * 4096,
-                                  .dest_size = 100 * 4096,
-                                  .region_size = 4096,
-                                  .region_count = 100};
+constexpr CloneGeometry kGeometry{
+    .source_size = 100 * 4096, .dest_size = 100 * 4096, .region_size = 4096, .region_count = 100};
 
 void Require(bool condition) {
   if (!condition) __builtin_trap();

@@ -33,14 +33,10 @@ absl::StatusOr<std::unique_ptr<FileDevice>> FileDevice::Open(const std::string& 
                                                              const Options& options) {
   if (options.worker_threads < 1)
     return absl::InvalidArgumentError(absl::StrCat(path, ": worker_threads must be >= 1"));
-  int fd = ::open(path.c_str(), (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("open ", path));
-  auto fail = [fd](absl::Status status) {
-    ::close(fd);
-    return status;
-  };
+  internal::UniqueFd fd(::open(path.c_str(), (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC));
+  if (!fd) return ErrnoStatus(errno, absl::StrCat("open ", path));
   struct stat st;
-  if (::fstat(fd, &st) != 0) return fail(ErrnoStatus(errno, absl::StrCat("fstat ", path)));
+  if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("fstat ", path));
   DeviceInfo info;
   info.caps.read_only = options.read_only;
   info.caps.discard = true;
@@ -49,67 +45,42 @@ absl::StatusOr<std::unique_ptr<FileDevice>> FileDevice::Open(const std::string& 
   const bool is_block_device = S_ISBLK(st.st_mode);
   if (is_block_device) {
     int sector_size = 0;
-    if (::ioctl(fd, BLKGETSIZE64, &info.size) != 0 || ::ioctl(fd, BLKSSZGET, &sector_size) != 0)
-      return fail(ErrnoStatus(errno, absl::StrCat("ioctl BLKGETSIZE64/BLKSSZGET ", path)));
+    if (::ioctl(fd.get(), BLKGETSIZE64, &info.size) != 0 ||
+        ::ioctl(fd.get(), BLKSSZGET, &sector_size) != 0)
+      return ErrnoStatus(errno, absl::StrCat("ioctl BLKGETSIZE64/BLKSSZGET ", path));
     info.logical_block_size = static_cast<uint32_t>(sector_size);
   } else if (S_ISREG(st.st_mode)) {
     info.size = static_cast<uint64_t>(st.st_size);
     info.logical_block_size = options.logical_block_size;
     info.caps.discard_zeroes_data = true;  // a punched hole reads back as zeroes
   } else {
-    return fail(absl::InvalidArgumentError(
-        absl::StrCat(path, ": neither a regular file nor a block device")));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": neither a regular file nor a block device"));
   }
   if (absl::Status s = CheckBlockSize(info.logical_block_size); !s.ok())
-    return fail(absl::InvalidArgumentError(absl::StrCat(path, ": ", s.message())));
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", s.message()));
   if (info.size % info.logical_block_size != 0)
-    return fail(absl::InvalidArgumentError(
-        absl::StrCat(path, ": size ", info.size, " is not a multiple of the block size ",
-                     info.logical_block_size)));
+    return absl::InvalidArgumentError(absl::StrCat(path, ": size ", info.size,
+                                                   " is not a multiple of the block size ",
+                                                   info.logical_block_size));
   return std::unique_ptr<FileDevice>(
-      new FileDevice(path, fd, is_block_device, info, options.worker_threads));
+      new FileDevice(path, std::move(fd), is_block_device, info, options.worker_threads));
 }
 
-FileDevice::FileDevice(std::string path, int fd, bool is_block_device, DeviceInfo info,
-                       int threads)
-    : path_(std::move(path)), fd_(fd), is_block_device_(is_block_device), info_(info) {
-  for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
-}
-
-FileDevice::~FileDevice() {
-  {
-    internal::MutexLock lock(mu_);
-    stopping_ = true;
-    work_cv_.SignalAll();
-  }
-  for (std::thread& worker : workers_) worker.join();
-  ::close(fd_);
-}
+FileDevice::FileDevice(std::string path, internal::UniqueFd fd, bool is_block_device,
+                       DeviceInfo info, int threads)
+    : path_(std::move(path)),
+      fd_(std::move(fd)),
+      is_block_device_(is_block_device),
+      info_(info),
+      workers_(threads, [this](Request& request) { request.Complete(Perform(request)); }) {}
 
 void FileDevice::Submit(Request& request) noexcept {
   if (absl::Status status = ValidateRequest(info_, request); !status.ok()) {
     request.Complete(std::move(status));
     return;
   }
-  internal::MutexLock lock(mu_);
-  queue_.push_back(request);
-  work_cv_.SignalAll();
-}
-
-void FileDevice::WorkerLoop() {
-  for (;;) {
-    Request* request;
-    {
-      internal::MutexLock lock(mu_);
-      work_cv_.Wait(mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !queue_.empty();
-      });
-      if (queue_.empty()) return;  // stopping, and every request was taken
-      request = &queue_.front();
-      queue_.pop_front();
-    }
-    request->Complete(Perform(*request));
-  }
+  workers_.Push(request);
 }
 
 absl::Status FileDevice::Perform(const Request& request) {
@@ -138,8 +109,8 @@ absl::Status FileDevice::Transfer(const Request& request) {
   while (done < request.length) {
     const uint64_t offset = request.offset + done;
     const uint64_t remaining = request.length - done;
-    ssize_t n = is_read ? ::pread(fd_, request.data + done, remaining, offset)
-                        : ::pwrite(fd_, request.data + done, remaining, offset);
+    ssize_t n = is_read ? ::pread(fd_.get(), request.data + done, remaining, offset)
+                        : ::pwrite(fd_.get(), request.data + done, remaining, offset);
     if (n < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;
       return ErrnoStatus(errno, is_read ? "pread" : "pwrite", offset, remaining);
@@ -155,7 +126,7 @@ absl::Status FileDevice::Transfer(const Request& request) {
 }
 
 absl::Status FileDevice::Sync() {
-  while (::fdatasync(fd_) != 0) {
+  while (::fdatasync(fd_.get()) != 0) {
     if (errno != EINTR) return ErrnoStatus(errno, absl::StrCat("fdatasync ", path_));
   }
   return absl::OkStatus();
@@ -165,11 +136,11 @@ absl::Status FileDevice::Discard(uint64_t offset, uint64_t length) {
   if (length == 0) return absl::OkStatus();
   if (is_block_device_) {
     uint64_t range[2] = {offset, length};
-    if (::ioctl(fd_, BLKDISCARD, range) != 0)
+    if (::ioctl(fd_.get(), BLKDISCARD, range) != 0)
       return ErrnoStatus(errno, "ioctl BLKDISCARD", offset, length);
     return absl::OkStatus();
   }
-  if (::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+  if (::fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
                   static_cast<off_t>(length)) != 0) {
     // A file system without hole punching still honours the contract this way.
     if (errno == EOPNOTSUPP) return WriteZeroes(offset, length);
@@ -182,8 +153,8 @@ absl::Status FileDevice::WriteZeroes(uint64_t offset, uint64_t length) {
   if (length == 0) return absl::OkStatus();
   if (is_block_device_) {
     uint64_t range[2] = {offset, length};
-    if (::ioctl(fd_, BLKZEROOUT, range) == 0) return absl::OkStatus();
-  } else if (::fallocate(fd_, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+    if (::ioctl(fd_.get(), BLKZEROOUT, range) == 0) return absl::OkStatus();
+  } else if (::fallocate(fd_.get(), FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
                          static_cast<off_t>(offset), static_cast<off_t>(length)) == 0) {
     return absl::OkStatus();
   }

@@ -63,8 +63,7 @@ absl::Status ZeroBlocks(AnyBlockDevice& device, uint64_t first_block, uint64_t c
 // Blocks 0 and 1 as stored; fails when the device cannot hold or read them.
 absl::StatusOr<BlockBuffer> ReadSuperblockBlocks(AnyBlockDevice& device);
 // Both superblock slots, decoded; fails only when they cannot be read.
-absl::StatusOr<std::array<absl::StatusOr<StoredHeader>, 2>> ReadSuperblocks(
-    AnyBlockDevice& device);
+absl::StatusOr<std::array<absl::StatusOr<StoredHeader>, 2>> ReadSuperblocks(AnyBlockDevice& device);
 // Writes `header` into superblock slot `slot`; the caller flushes.
 absl::Status WriteSuperblock(AnyBlockDevice& device, int slot, const StoredHeader& header);
 

@@ -12,13 +12,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <thread>
-#include <vector>
 
 #include "absl/status/statusor.h"
 #include "blkclone/block_device.hpp"
-#include "blkclone/internal/mutex.hpp"
-#include "boost/intrusive/list.hpp"
+#include "blkclone/internal/unique_fd.hpp"
+#include "blkclone/internal/worker_pool.hpp"
 
 namespace blkclone {
 
@@ -36,20 +34,20 @@ class FileDevice {
   // a bad block size, or something that is neither a file nor a block device.
   static absl::StatusOr<std::unique_ptr<FileDevice>> Open(const std::string& path,
                                                           const Options& options);
-  ~FileDevice();
+  // Completes every submitted request, then closes the file.
+  ~FileDevice() = default;
   FileDevice(const FileDevice&) = delete;
   FileDevice& operator=(const FileDevice&) = delete;
 
   const DeviceInfo& info() const { return info_; }
   void Submit(Request& request) noexcept;
   const std::string& path() const { return path_; }
+  // The open file, for copiers that work on descriptors (copy_file_range).
+  int fd() const { return fd_.get(); }
 
  private:
-  using Queue = boost::intrusive::list<
-      Request, boost::intrusive::member_hook<Request, RequestHook, &Request::hook>>;
-
-  FileDevice(std::string path, int fd, bool is_block_device, DeviceInfo info, int threads);
-  void WorkerLoop();
+  FileDevice(std::string path, internal::UniqueFd fd, bool is_block_device, DeviceInfo info,
+             int threads);
   absl::Status Perform(const Request& request);
   absl::Status Transfer(const Request& request);
   absl::Status Sync();
@@ -57,15 +55,11 @@ class FileDevice {
   absl::Status WriteZeroes(uint64_t offset, uint64_t length);
 
   const std::string path_;
-  const int fd_;
+  const internal::UniqueFd fd_;
   const bool is_block_device_;
   const DeviceInfo info_;
-
-  internal::Mutex mu_;
-  internal::CondVar work_cv_;
-  Queue queue_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::thread> workers_;
+  // Last member: destroyed first, running what was submitted while fd_ is open.
+  internal::WorkerPool<Request, &Request::hook> workers_;
 };
 
 static_assert(BlockDevice<FileDevice>);
