@@ -4,6 +4,10 @@ find_package(Boost 1.74 REQUIRED)  # intrusive and container are header-only
 find_package(Threads REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(liburing IMPORTED_TARGET liburing>=2.0)  # Debian ships no CMake config
+# Optional: blkclone::nbd (remote NBD sources) is built only where libnbd is found.
+pkg_check_modules(libnbd IMPORTED_TARGET libnbd)
+# Optional: blkclone::fuse_export is built only where libfuse3 is found.
+pkg_check_modules(fuse3 IMPORTED_TARGET fuse3)
 
 if(BLKCLONE_BUILD_TESTS)
   find_package(GTest REQUIRED)

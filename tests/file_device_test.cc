@@ -3,15 +3,14 @@
 #include "blkclone/file_device.hpp"
 
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <atomic>
-#include <cstdio>
 #include <vector>
 
 #include "blkclone/sync_io.hpp"
 #include "blkclone/testing/device_conformance.hpp"
 #include "blkclone/testing/temp_dir.hpp"
+#include "device_factories.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -22,55 +21,15 @@ using testing::AlignedBuffer;
 using testing::TempDir;
 using ::testing::HasSubstr;
 
-// A crash of a file device is a close without flushing; the page cache keeps
-// unflushed data, so the suite only checks that flushed data survives.
-struct FileFactory {
+struct OpenFile {
   using Device = FileDevice;
-  static constexpr bool kCrashLosesUnflushed = false;
-  std::unique_ptr<Device> Create(uint64_t size) {
-    path = *dir.CreateFile("device.img", size);
-    return *FileDevice::Open(path, {});
+  static absl::StatusOr<std::unique_ptr<Device>> Open(const std::string& path) {
+    return FileDevice::Open(path, {});
   }
-  std::unique_ptr<Device> Crash(std::unique_ptr<Device> device) {
-    device.reset();
-    return *FileDevice::Open(path, {});
-  }
-  TempDir dir = *TempDir::Create("file-device-test");
-  std::string path;
 };
 
-// The same file device over a loop block device (BLKGETSIZE64, BLKDISCARD, ...);
-// yields no device, so the suite skips, where losetup cannot attach one (not root).
-struct LoopFactory {
-  using Device = FileDevice;
-  static constexpr bool kCrashLosesUnflushed = false;
-  std::unique_ptr<Device> Create(uint64_t size) {
-    std::string backing = *dir.CreateFile("backing.img", size);
-    if (::geteuid() != 0) return nullptr;
-    std::string command = "losetup --find --show " + backing + " 2>/dev/null";
-    FILE* pipe = ::popen(command.c_str(), "r");
-    char line[256] = {};
-    if (pipe == nullptr || std::fgets(line, sizeof line, pipe) == nullptr) {
-      if (pipe) ::pclose(pipe);
-      return nullptr;
-    }
-    ::pclose(pipe);
-    loop = line;
-    loop.erase(loop.find_last_not_of("\n") + 1);
-    return *FileDevice::Open(loop, {});
-  }
-  std::unique_ptr<Device> Crash(std::unique_ptr<Device> device) {
-    device.reset();
-    return *FileDevice::Open(loop, {});
-  }
-  ~LoopFactory() {
-    if (!loop.empty()) (void)std::system(("losetup -d " + loop).c_str());
-  }
-  TempDir dir = *TempDir::Create("loop-device-test");
-  std::string loop;
-};
-
-using FileFactories = ::testing::Types<FileFactory, LoopFactory>;
+using FileFactories =
+    ::testing::Types<testing::PathFactory<OpenFile>, testing::LoopFactory<OpenFile>>;
 
 }  // namespace
 namespace testing {

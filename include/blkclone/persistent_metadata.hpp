@@ -136,7 +136,8 @@ class PersistentMetadata final : public Metadata {
 
   // Installs a state read from disk, dropping every uncommitted mark.
   void Install(const StoredHeader& header, Loaded loaded) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // One commit of the sealed blocks under header `next`; `always` writes the
+  // One commit of the sealed blocks. `next` is the current header plus any change
+  // to persist; its generation and slot advance here. `always` writes the
   // superblock even when no block is sealed.
   absl::Status Commit(StoredHeader next, bool always) ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
   // Writes `blocks` (sorted) into their free slots, stamped with `next`'s generation.

@@ -21,7 +21,7 @@
 namespace blkclone::internal {
 
 inline constexpr uint32_t kFormatVersion = 1;
-// Compatible and incompatible feature bits this build understands.
+// Incompatible feature bits this build understands (compatible ones need no list).
 inline constexpr uint64_t kKnownIncompatFeatures = 0;
 // Blocks 0 and 1 hold the superblock slots; the bitmap slot arrays follow.
 inline constexpr uint64_t kFirstBitmapBlock = 2;

@@ -15,7 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "blkclone/block_device.hpp"
-#include "blkclone/internal/unique_fd.hpp"
+#include "blkclone/internal/fd_io.hpp"
 #include "blkclone/internal/worker_pool.hpp"
 
 namespace blkclone {
@@ -41,24 +41,16 @@ class FileDevice {
 
   const DeviceInfo& info() const { return info_; }
   void Submit(Request& request) noexcept;
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return io_.path(); }
   // The open file, for copiers that work on descriptors (copy_file_range).
-  int fd() const { return fd_.get(); }
+  int fd() const { return io_.fd(); }
 
  private:
-  FileDevice(std::string path, internal::UniqueFd fd, bool is_block_device, DeviceInfo info,
-             int threads);
-  absl::Status Perform(const Request& request);
-  absl::Status Transfer(const Request& request);
-  absl::Status Sync();
-  absl::Status Discard(uint64_t offset, uint64_t length);
-  absl::Status WriteZeroes(uint64_t offset, uint64_t length);
+  FileDevice(internal::FdFile file, DeviceInfo info, int threads);
 
-  const std::string path_;
-  const internal::UniqueFd fd_;
-  const bool is_block_device_;
   const DeviceInfo info_;
-  // Last member: destroyed first, running what was submitted while fd_ is open.
+  internal::FdIo io_;
+  // Declared after io_: destroyed first, it drains its queue while io_ is open.
   internal::WorkerPool<Request, &Request::hook> workers_;
 };
 

@@ -1,0 +1,102 @@
+// The plan of an NbdCommand: which NBD command each stage sends.
+#include "blkclone/internal/nbd_command.hpp"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "blkclone/status.hpp"
+
+namespace blkclone::internal {
+namespace {
+
+// NBD lengths are 32 bits. 2 GiB is below that and a multiple of every block
+// size, so the pieces of a long discard stay aligned. Reads and writes never
+// come near it: max_transfer is far smaller.
+constexpr uint64_t kMaxWireLength = uint64_t{1} << 31;
+
+// The stage after the operation itself.
+NbdCommand::Stage AfterMain(const NbdCommand& command, const NbdFeatures& features) {
+  const bool emulate_fua = (command.request->flags & kFua) != 0 && !features.send_fua;
+  return emulate_fua && features.send_flush ? NbdCommand::Stage::kFuaFlush
+                                            : NbdCommand::Stage::kDone;
+}
+
+// The stage for the operation, or what follows when it has no bytes.
+NbdCommand::Stage MainOrAfter(const NbdCommand& command, const NbdFeatures& features) {
+  return command.request->length > 0 ? NbdCommand::Stage::kMain : AfterMain(command, features);
+}
+
+}  // namespace
+
+NbdFeatures NbdFeatures::For(const NbdExportInfo& export_info, bool writable) {
+  return NbdFeatures{.send_flush = writable && export_info.can_flush,
+                     .send_fua = writable && export_info.can_fua};
+}
+
+void BeginCommand(NbdCommand& command, Request& request, const NbdFeatures& features) {
+  command.request = &request;
+  command.losses = 0;
+  command.done = 0;
+  if (request.op == Op::kFlush) {
+    command.stage = features.send_flush ? NbdCommand::Stage::kMain : NbdCommand::Stage::kDone;
+  } else if ((request.flags & kPreflush) != 0 && features.send_flush) {
+    command.stage = NbdCommand::Stage::kPreflush;
+  } else {
+    command.stage = MainOrAfter(command, features);
+  }
+}
+
+void AdvanceCommand(NbdCommand& command, const NbdFeatures& features) {
+  switch (command.stage) {
+    case NbdCommand::Stage::kPreflush:
+      command.stage = MainOrAfter(command, features);
+      return;
+    case NbdCommand::Stage::kMain:
+      command.done += command.sent_length;
+      if (command.request->op == Op::kFlush) {
+        command.stage = NbdCommand::Stage::kDone;
+      } else if (command.done < command.request->length) {
+        command.stage = NbdCommand::Stage::kMain;
+      } else {
+        command.stage = AfterMain(command, features);
+      }
+      return;
+    case NbdCommand::Stage::kFuaFlush:
+    case NbdCommand::Stage::kDone:
+      command.stage = NbdCommand::Stage::kDone;
+      return;
+  }
+}
+
+NbdWireCommand WireCommand(const NbdCommand& command, const NbdFeatures& features) {
+  const Request& request = *command.request;
+  if (command.stage != NbdCommand::Stage::kMain || request.op == Op::kFlush) return {};
+  return NbdWireCommand{
+      .op = request.op,
+      .offset = request.offset + command.done,
+      .length = std::min(request.length - command.done, kMaxWireLength),
+      .data = request.data == nullptr ? nullptr : request.data + command.done,
+      .fua = request.op != Op::kRead && (request.flags & kFua) != 0 && features.send_fua};
+}
+
+std::string DescribeCommand(const NbdCommand& command) {
+  const Request& request = *command.request;
+  return absl::StrCat("NBD ", OpName(request.op), " at offset ", request.offset, " length ",
+                      request.length);
+}
+
+absl::Status ServerError(const NbdCommand& command, int error_number) {
+  const Request& request = *command.request;
+  absl::string_view stage = command.stage == NbdCommand::Stage::kPreflush   ? " (its preflush)"
+                            : command.stage == NbdCommand::Stage::kFuaFlush ? " (its FUA flush)"
+                                                                            : "";
+  return ErrnoStatus(error_number, absl::StrCat("NBD ", OpName(request.op), stage), request.offset,
+                     request.length);
+}
+
+absl::Status ClosedError(const NbdCommand& command) {
+  return absl::CancelledError(
+      absl::StrCat(DescribeCommand(command), ": the NBD device was closed first"));
+}
+
+}  // namespace blkclone::internal

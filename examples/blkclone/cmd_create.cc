@@ -1,0 +1,167 @@
+// blkclone create: validate a clone's table and devices, format its metadata,
+// record it. Every check runs before the one write (the format).
+#include <bit>
+#include <cstdio>
+#include <filesystem>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "blkclone/clone_geometry.hpp"
+#include "blkclone/persistent_metadata.hpp"
+#include "blkclone/status.hpp"
+#include "commands.hpp"
+#include "devices.hpp"
+#include "state.hpp"
+
+namespace blkclone::cli {
+namespace {
+
+constexpr absl::string_view kTableOptions[] = {"--metadata",     "--dest",
+                                               "--source",       "--region-size",
+                                               "--no-hydration", "--no-discard-passdown",
+                                               "--threshold",    "--batch-size"};
+
+// --region-size in sectors; checked in bytes, so that errors quote what was typed.
+absl::StatusOr<uint64_t> RegionSectors(const ParsedArgs& args) {
+  const std::string text = *args.Get("--region-size");
+  BLKCLONE_ASSIGN_OR_RETURN(uint64_t bytes, ParseSize("--region-size", text));
+  auto invalid = [&text](absl::string_view problem) {
+    return absl::InvalidArgumentError(absl::StrCat("--region-size ", text, ": ", problem));
+  };
+  if (!std::has_single_bit(bytes)) return invalid("not a power of two");
+  if (bytes < kMinRegionSize || bytes > kMaxRegionSize) return invalid("outside 4K..1G");
+  return bytes / kSectorSize;
+}
+
+// The table the arguments give: a table line, or the same said with options.
+absl::StatusOr<CloneTable> TableFromArgs(const ParsedArgs& args) {
+  const std::span<const std::string> line = std::span(args.positional).subspan(1);
+  const bool has_options = std::any_of(std::begin(kTableOptions), std::end(kTableOptions),
+                                       [&args](absl::string_view flag) { return args.Has(flag); });
+  if (!line.empty()) {
+    if (has_options)
+      return absl::InvalidArgumentError(
+          "give the table either as a table line or as options, not both");
+    return ParseTable(line);
+  }
+  for (absl::string_view required : {"--metadata", "--dest", "--source", "--region-size"}) {
+    if (!args.Has(required))
+      return absl::InvalidArgumentError(absl::StrCat("missing ", required, " (or a table line)"));
+  }
+  CloneTable table{.metadata_device = *args.Get("--metadata"),
+                   .destination_device = *args.Get("--dest"),
+                   .source_device = *args.Get("--source"),
+                   .no_hydration = args.Has("--no-hydration"),
+                   .no_discard_passdown = args.Has("--no-discard-passdown")};
+  BLKCLONE_ASSIGN_OR_RETURN(table.region_sectors, RegionSectors(args));
+  BLKCLONE_ASSIGN_OR_RETURN(uint64_t threshold, args.Number("--threshold", 1, 0, UINT32_MAX));
+  BLKCLONE_ASSIGN_OR_RETURN(uint64_t batch, args.Number("--batch-size", 1, 1, UINT32_MAX));
+  table.hydration_threshold = static_cast<uint32_t>(threshold);
+  table.hydration_batch_size = static_cast<uint32_t>(batch);
+  return table;
+}
+
+// Records paths absolute, so that later commands find the devices from
+// anywhere; a table line cannot hold whitespace.
+absl::Status MakePathsAbsolute(CloneTable& table) {
+  for (auto [role, path] : {std::pair{"metadata device", &table.metadata_device},
+                            std::pair{"destination", &table.destination_device},
+                            std::pair{"source", &table.source_device}}) {
+    if (std::any_of(path->begin(), path->end(), absl::ascii_isspace))
+      return absl::InvalidArgumentError(
+          absl::StrCat(role, " ", *path, ": contains whitespace, which a table line cannot hold"));
+    *path = std::filesystem::absolute(*path).lexically_normal().string();
+  }
+  return absl::OkStatus();
+}
+
+// The metadata device holds the map of `geometry`; else the error says what it needs.
+absl::Status CheckMetadataSize(const std::string& path, uint64_t size,
+                               const CloneGeometry& geometry) {
+  const uint64_t required = PersistentMetadata::RequiredSize(geometry);
+  if (size >= required) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "metadata device ", path, ": ", size, " bytes is too small; ", geometry.region_count,
+      " regions need at least ", required, " bytes (", HumanBytes(required), ")"));
+}
+
+// Existing metadata is taken over only if it could be this clone's.
+absl::Status CheckReusable(const StateDir& dir, const std::string& path, const StoredHeader& header,
+                           const CloneGeometry& geometry) {
+  auto refuse = [&](absl::string_view problem) {
+    return absl::FailedPreconditionError(absl::StrCat("metadata device ", path, ": ", problem));
+  };
+  const std::string uuid = header.uuid.ToString();
+  const CloneGeometry& stored = header.geometry;
+  if (!(stored == geometry))
+    return refuse(absl::StrCat("holds the metadata of another clone (uuid ", uuid, ": source ",
+                               stored.source_size, " bytes, destination ", stored.dest_size,
+                               " bytes, region ", stored.region_size,
+                               " bytes); zero its first 8 KiB to reuse the device"));
+  if (header.finished()) return refuse(absl::StrCat("holds a finished clone (uuid ", uuid, ")"));
+  if (header.needs_check)
+    return refuse(absl::StrCat("needs_check is set; run blkclone check ", path));
+  if (std::optional<std::string> owner = dir.FindByUuid(uuid))
+    return refuse(absl::StrCat("holds the metadata of clone ", *owner, " (uuid ", uuid, ")"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<int> RunCreate(const ParsedArgs& args) {
+  if (args.positional.empty())
+    return absl::InvalidArgumentError("expected NAME and a table line or options");
+  const std::string& name = args.positional[0];
+  BLKCLONE_RETURN_IF_ERROR(CheckName(name));
+  BLKCLONE_ASSIGN_OR_RETURN(CloneTable table, TableFromArgs(args));
+  BLKCLONE_RETURN_IF_ERROR(MakePathsAbsolute(table));
+  BLKCLONE_ASSIGN_OR_RETURN(Backend backend, BackendFromArgs(args));
+  BLKCLONE_RETURN_IF_ERROR(CheckDistinctDevices(table));
+  const StateDir dir = StateDir::FromArgs(args);
+  BLKCLONE_RETURN_IF_ERROR(dir.CheckNew(name));
+
+  BLKCLONE_ASSIGN_OR_RETURN(AnyBlockDevice source,
+                            OpenDevice("source", table.source_device, backend, Access::kReadOnly));
+  BLKCLONE_ASSIGN_OR_RETURN(AnyBlockDevice dest, OpenDevice("destination", table.destination_device,
+                                                            backend, Access::kReadWrite));
+  BLKCLONE_ASSIGN_OR_RETURN(
+      AnyBlockDevice meta,
+      OpenDevice("metadata device", table.metadata_device, backend, Access::kReadWrite));
+  BLKCLONE_RETURN_IF_ERROR(CheckTableLength(table, source.info().size));
+  BLKCLONE_ASSIGN_OR_RETURN(CloneGeometry geometry,
+                            MakeCloneGeometry(source.info(), dest.info(), table.region_size()));
+  BLKCLONE_RETURN_IF_ERROR(CheckMetadataSize(table.metadata_device, meta.info().size, geometry));
+  absl::StatusOr<StoredHeader> header = PersistentMetadata::ReadHeader(meta);
+  if (header.ok()) {
+    BLKCLONE_RETURN_IF_ERROR(CheckReusable(dir, table.metadata_device, *header, geometry));
+  } else if (!absl::IsNotFound(header.status())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("metadata device ", table.metadata_device, ": ", header.status().message()));
+  }
+
+  // Checked again under the lock, which a failed create does not leave behind.
+  BLKCLONE_RETURN_IF_ERROR(dir.Create());
+  BLKCLONE_ASSIGN_OR_RETURN(CloneLock lock, CloneLock::Acquire(dir, name, "create"));
+  BLKCLONE_RETURN_IF_ERROR(dir.CheckNew(name));
+  BLKCLONE_ASSIGN_OR_RETURN(std::unique_ptr<PersistentMetadata> metadata,
+                            PersistentMetadata::Open(std::move(meta), geometry));
+  table.length_sectors = geometry.source_size / kSectorSize;
+  const CloneRecord record{.name = name, .table = table, .uuid = metadata->uuid().ToString()};
+  BLKCLONE_RETURN_IF_ERROR(dir.Save(record));
+  std::printf("created clone %s: %s source, %llu regions of %s\n", name.c_str(),
+              HumanBytes(geometry.source_size).c_str(),
+              static_cast<unsigned long long>(geometry.region_count),
+              HumanBytes(geometry.region_size).c_str());
+  std::printf("  table:    %s\n", FormatTable(table).c_str());
+  if (header.ok()) {
+    std::printf("  metadata: took over %s (uuid %s, %llu regions hydrated)\n",
+                table.metadata_device.c_str(), record.uuid.c_str(),
+                static_cast<unsigned long long>(metadata->map().CountSet()));
+  } else {
+    std::printf("  metadata: formatted %s (uuid %s)\n", table.metadata_device.c_str(),
+                record.uuid.c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace blkclone::cli

@@ -1,0 +1,98 @@
+// blkclone hydrate: copy every unhydrated region now, showing progress; stop
+// cleanly on SIGINT or SIGTERM and resume on the next run.
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "blkclone/status.hpp"
+#include "commands.hpp"
+#include "control_server.hpp"
+#include "progress.hpp"
+#include "session.hpp"
+#include "signals.hpp"
+
+namespace blkclone::cli {
+namespace {
+
+absl::StatusOr<SessionOptions> Options(const ParsedArgs& args, const CloneRecord& record) {
+  SessionOptions options{.hydrator = HydratorDefaults(record.table),
+                         .log_prefix = "blkclone hydrate: "};
+  BLKCLONE_ASSIGN_OR_RETURN(options.backend, BackendFromArgs(args));
+  options.hydrator.start_enabled = true;
+  // A threshold of 0 would never finish.
+  BLKCLONE_ASSIGN_OR_RETURN(
+      options.hydrator.threshold,
+      args.Number("--threshold", std::max<uint64_t>(options.hydrator.threshold, 1), 1, UINT32_MAX));
+  BLKCLONE_ASSIGN_OR_RETURN(
+      options.hydrator.batch_size,
+      args.Number("--batch-size", options.hydrator.batch_size, 1, UINT32_MAX));
+  if (std::optional<std::string> rate = args.Get("--rate-limit")) {
+    BLKCLONE_ASSIGN_OR_RETURN(options.rate_limit, ParseSize("--rate-limit", *rate));
+  }
+  return options;
+}
+
+// Why hydration cannot go on, if it cannot.
+absl::Status Blocked(Session& session, const HydrationProgress& progress) {
+  if (progress.stopped)
+    return absl::InternalError(
+        absl::StrCat("background hydration stopped after repeated copy "
+                     "failures: ",
+                     progress.stop_reason.message()));
+  if (const CloneMode mode = session.clone().mode(); mode != CloneMode::kReadWrite)
+    return absl::InternalError(
+        absl::StrCat("the clone's metadata mode is ", ModeName(mode), " after a failed commit"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<int> RunHydrate(const ParsedArgs& args) {
+  BLKCLONE_RETURN_IF_ERROR(ExpectPositional(args, 1, 1, "NAME"));
+  const StateDir dir = StateDir::FromArgs(args);
+  BLKCLONE_ASSIGN_OR_RETURN(CloneRecord record, dir.Load(args.positional[0]));
+  BLKCLONE_ASSIGN_OR_RETURN(SessionOptions options, Options(args, record));
+  TerminationSignals signals;  // before the session starts threads
+  BLKCLONE_ASSIGN_OR_RETURN(CloneLock lock, CloneLock::Acquire(dir, record.name, "hydrate"));
+  BLKCLONE_ASSIGN_OR_RETURN(std::unique_ptr<Session> session, Session::Open(record, options));
+  BLKCLONE_ASSIGN_OR_RETURN(std::unique_ptr<ControlServer> server,
+                            ControlServer::Start(dir.File(record.name, "sock"), *session));
+  const auto start = std::chrono::steady_clock::now();
+  const uint64_t first_bytes = session->progress().hydrated_bytes;
+  Progress bar(absl::StrCat("hydrating ", record.name));
+  int signal = 0;
+  absl::Status blocked;
+  HydrationProgress progress = session->progress();
+  while (!progress.complete && signal == 0 && blocked.ok()) {
+    bar.Update(progress.hydrated_bytes, progress.total_bytes, progress.bytes_per_second,
+               progress.eta_seconds);
+    signal = signals.Wait(std::chrono::milliseconds(100));
+    progress = session->progress();
+    blocked = Blocked(*session, progress);
+  }
+  server.reset();
+  const absl::Status closed = session->Close();
+  progress = session->progress();
+  bar.Finish(progress.hydrated_bytes, progress.total_bytes);
+  BLKCLONE_RETURN_IF_ERROR(blocked);
+  BLKCLONE_RETURN_IF_ERROR(closed);
+  if (progress.hydrated_regions < progress.total_regions) {
+    std::printf(
+        "interrupted by %s: clone %s is %s hydrated (%s of %s), metadata committed; run "
+        "blkclone hydrate %s to resume\n",
+        signal == SIGINT ? "SIGINT" : "SIGTERM", record.name.c_str(),
+        HumanPercent(progress.hydrated_bytes, progress.total_bytes).c_str(),
+        HumanBytes(progress.hydrated_bytes).c_str(), HumanBytes(progress.total_bytes).c_str(),
+        record.name.c_str());
+    return kExitOk;
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const uint64_t copied = progress.hydrated_bytes - first_bytes;
+  std::printf("hydrated clone %s: %s copied in %.1f s (%s/s); all %llu regions hydrated\n",
+              record.name.c_str(), HumanBytes(copied).c_str(), seconds,
+              HumanBytes(static_cast<uint64_t>(copied / std::max(seconds, 0.001))).c_str(),
+              static_cast<unsigned long long>(progress.total_regions));
+  return kExitOk;
+}
+
+}  // namespace blkclone::cli

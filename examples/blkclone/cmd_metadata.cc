@@ -1,0 +1,60 @@
+// blkclone check and blkclone dump: offline inspection of a metadata device.
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "blkclone/metadata_check.hpp"
+#include "blkclone/status.hpp"
+#include "commands.hpp"
+#include "devices.hpp"
+
+namespace blkclone::cli {
+namespace {
+
+// The metadata device that the only positional argument names.
+absl::StatusOr<AnyBlockDevice> OpenMetadata(const ParsedArgs& args, Access access) {
+  BLKCLONE_RETURN_IF_ERROR(ExpectPositional(args, 1, 1, "METADATA"));
+  BLKCLONE_ASSIGN_OR_RETURN(Backend backend, BackendFromArgs(args));
+  return OpenDevice("metadata device", args.positional[0], backend, access);
+}
+
+}  // namespace
+
+absl::StatusOr<int> RunCheck(const ParsedArgs& args) {
+  const bool clear = args.Has("--clear-needs-check-flag");
+  BLKCLONE_ASSIGN_OR_RETURN(AnyBlockDevice device,
+                            OpenMetadata(args, clear ? Access::kReadWrite : Access::kReadOnly));
+  const std::string& path = args.positional[0];
+  const CheckReport report = Check(device);
+  for (const std::string& problem : report.problems) std::printf("%s\n", problem.c_str());
+  for (const std::string& note : report.notes) std::printf("note: %s\n", note.c_str());
+  if (!report.ok) {
+    std::printf("metadata device %s: %zu problem(s) found\n", path.c_str(), report.problems.size());
+    return kExitFailure;
+  }
+  if (clear && report.header && report.header->needs_check) {
+    BLKCLONE_RETURN_IF_ERROR(ClearNeedsCheck(device));
+    std::printf("needs_check cleared\n");
+  }
+  std::printf("metadata device %s: clean", path.c_str());
+  if (report.header)
+    std::printf(" (uuid %s, generation %llu, %llu of %llu regions hydrated)",
+                report.header->uuid.ToString().c_str(),
+                static_cast<unsigned long long>(report.header->generation),
+                static_cast<unsigned long long>(report.hydrated_regions),
+                static_cast<unsigned long long>(report.header->geometry.region_count));
+  std::printf("\n");
+  return kExitOk;
+}
+
+absl::StatusOr<int> RunDump(const ParsedArgs& args) {
+  BLKCLONE_ASSIGN_OR_RETURN(AnyBlockDevice device, OpenMetadata(args, Access::kReadOnly));
+  absl::StatusOr<std::string> dump = args.Has("--json") ? DumpJson(device) : DumpText(device);
+  if (!dump.ok())
+    return absl::Status(dump.status().code(), absl::StrCat("metadata device ", args.positional[0],
+                                                           ": ", dump.status().message()));
+  std::fputs(dump->c_str(), stdout);
+  if (!dump->empty() && dump->back() != '\n') std::fputs("\n", stdout);
+  return kExitOk;
+}
+
+}  // namespace blkclone::cli

@@ -1,0 +1,30 @@
+// Opening the devices of a clone by path with the chosen backend, with errors
+// that say which device (source, destination, metadata device) is at fault.
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "args.hpp"
+#include "blkclone/any_block_device.hpp"
+#include "blkclone/control.hpp"
+
+namespace blkclone::cli {
+
+// kDirect and kUring exist only where the build includes those backends.
+enum class Backend { kFile, kDirect, kUring };
+
+// --backend, default file; names the backends built in when it is unknown.
+absl::StatusOr<Backend> BackendFromArgs(const ParsedArgs& args);
+
+enum class Access { kReadOnly, kReadWrite };
+
+// Opens a regular file or block device; `role` ("source", ...) starts every error.
+absl::StatusOr<AnyBlockDevice> OpenDevice(absl::string_view role, const std::string& path,
+                                          Backend backend, Access access);
+
+// The three devices of a table are three different files or block devices
+// (a clone into its own source would overwrite it).
+absl::Status CheckDistinctDevices(const CloneTable& table);
+
+}  // namespace blkclone::cli

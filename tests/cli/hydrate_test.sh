@@ -1,0 +1,28 @@
+# blkclone hydrate: to completion on 64 MiB files (destination equal to the
+# source byte for byte), progress lines when not on a terminal, SIGINT.
+source "$(dirname "$0")/lib.sh"
+
+images 64M
+expect 0 create c --metadata meta.img --dest dst.img --source src.img --region-size 64K
+expect 0 hydrate c --threshold 4 --batch-size 4
+contains out "hydrating c: "
+contains out "hydrated clone c: 64.0 MiB copied"
+cmp src.img dst.img
+[ "$(hydrated c)" = 1024/1024 ] || fail "hydrated: $(hydrated c)"
+expect 0 hydrate c
+contains out "0 B copied"
+
+images 64M 2
+expect 0 create slow --metadata meta2.img --dest dst2.img --source src2.img --region-size 64K
+"$BLKCLONE" hydrate slow --rate-limit 16M >slow.out 2>slow.err &
+pid=$!
+BACKGROUND+=("$pid")
+wait_socket slow "$pid"
+sleep 0.5
+kill -INT "$pid"
+status=0
+wait "$pid" || status=$?
+[ "$status" = 0 ] || fail "hydrate after SIGINT: exit $status: $(cat slow.err)"
+contains slow.out "interrupted by SIGINT: clone slow is"
+contains slow.out "run blkclone hydrate slow to resume"
+echo "hydrate: ok"

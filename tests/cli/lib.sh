@@ -1,0 +1,83 @@
+# Shared by the CLI tests, sourced with the blkclone binary as $1: a scratch
+# directory and a state directory that vanish on exit, background processes
+# that are killed on exit, and assertions that say what went wrong.
+set -euo pipefail
+
+BLKCLONE=$1
+WORK=$(mktemp -d /var/tmp/blkclone-cli.XXXXXX)
+export BLKCLONE_STATE_DIR=$WORK/state
+BACKGROUND=()
+
+cleanup() {
+  for pid in "${BACKGROUND[@]}"; do
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+cd "$WORK"
+
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
+# expect STATUS ARGS...: runs blkclone ARGS with stdout in ./out and stderr in
+# ./err, and checks its exit status.
+expect() {
+  local want=$1 got=0
+  shift
+  "$BLKCLONE" "$@" >out 2>err || got=$?
+  [ "$got" = "$want" ] || fail "blkclone $*: exit status $got, expected $want; stderr: $(cat err)"
+}
+
+# contains FILE TEXT: FILE has TEXT in it.
+contains() {
+  grep -qF -- "$2" "$1" || fail "$1 does not contain '$2'; it holds: $(cat "$1")"
+}
+
+# images SIZE [SUFFIX]: a random source, an empty destination and a 1 MiB
+# metadata file: src$2.img, dst$2.img, meta$2.img.
+images() {
+  head -c "$1" /dev/urandom >"src${2:-}.img"
+  truncate -s "$1" "dst${2:-}.img"
+  truncate -s 1M "meta${2:-}.img"
+}
+
+# flip FILE OFFSET: inverts one byte.
+flip() {
+  local value
+  value=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
+  printf "\\$(printf '%03o' $((value ^ 255)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
+# wait_socket NAME PID: waits until the control socket of NAME is there, which
+# serve and hydrate create once they are ready (and take SIGINT and SIGTERM).
+wait_socket() {
+  for _ in $(seq 200); do
+    [ -S "$BLKCLONE_STATE_DIR/$1.sock" ] && return 0
+    kill -0 "$2" 2>/dev/null || fail "blkclone for $1 exited early"
+    sleep 0.05
+  done
+  fail "$1: no control socket after 10 s"
+}
+
+# start_serve NAME: runs blkclone serve NAME in the background (its pid in
+# SERVE_PID) and waits until it is ready.
+start_serve() {
+  "$BLKCLONE" serve "$1" >serve.out 2>serve.err &
+  SERVE_PID=$!
+  BACKGROUND+=("$SERVE_PID")
+  wait_socket "$1" "$SERVE_PID"
+}
+
+# hydrated_bytes NAME: bytes hydrated so far, from the JSON status.
+hydrated_bytes() {
+  "$BLKCLONE" status "$1" --json | sed 's/.*"bytes":{"hydrated":\([0-9]*\).*/\1/'
+}
+
+# hydrated NAME: "<hydrated>/<total>" regions, from the status line.
+hydrated() {
+  "$BLKCLONE" status "$1" | cut -d' ' -f4
+}

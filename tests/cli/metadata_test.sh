@@ -1,0 +1,32 @@
+# blkclone check and dump on clean metadata, and check on metadata with a
+# damaged committed bitmap block.
+source "$(dirname "$0")/lib.sh"
+
+images 16M
+expect 0 create c --metadata meta.img --dest dst.img --source src.img --region-size 64K
+expect 0 hydrate c
+expect 0 check meta.img
+contains out "metadata device meta.img: clean"
+contains out "256 of 256 regions hydrated"
+expect 0 dump meta.img
+contains out "hydrated regions: 256/256"
+contains out "  [0, 255]"
+expect 0 dump meta.img --json
+contains out '"hydrated_regions":256,"hydrated_ranges":[[0,255]]'
+
+# Both copies of bitmap block 0 (metadata blocks 2 and 3): whichever holds
+# the committed version is damaged now.
+flip meta.img $((2 * 4096 + 100))
+flip meta.img $((3 * 4096 + 100))
+expect 1 check meta.img
+grep -qE "^bitmap block 0 \(regions 0\.\.255\), slot [AB] at metadata block [23]: fails its checksum" out ||
+  fail "check output: $(cat out)"
+contains out "1 problem(s) found"
+expect 1 check meta.img --clear-needs-check-flag
+expect 1 dump meta.img
+contains err "bitmap block 0"
+
+head -c 1M /dev/urandom >random.img
+expect 1 check random.img
+contains out "not blkclone metadata"
+echo "metadata: ok"

@@ -1,0 +1,125 @@
+// libFuzzer target: arbitrary bytes as everything an NBD client sends, through
+// a whole server session (handshake, request checks, a device, replies) over an
+// in-memory stream instead of a socket.
+//
+// The first input byte picks the setting: bit 0 puts a valid handshake in front
+// of the rest (so most inputs reach the request parser), bit 1 makes that
+// handshake negotiate structured replies, bit 2 exports the device read-only.
+// Limits are tiny (16 KiB, 4 requests in flight) so that reading pauses often.
+// Besides memory errors and hangs, it traps when a request the parser lets
+// through breaks a rule it should have checked.
+//
+//   cmake --preset fuzz && cmake --build --preset fuzz
+//   build/fuzz/tests/nbd_fuzzer -max_total_time=60 tests/fuzz/corpus/nbd
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "blkclone/any_block_device.hpp"
+#include "blkclone/internal/nbd_connection.hpp"
+#include "blkclone/internal/nbd_export.hpp"
+#include "blkclone/internal/nbd_protocol.hpp"
+#include "blkclone/internal/nbd_transmission.hpp"
+#include "blkclone/testing/memory_device.hpp"
+
+namespace blkclone {
+namespace {
+
+namespace nbd = internal::nbd;
+
+void Require(bool condition) {
+  if (!condition) __builtin_trap();
+}
+
+// Serves the input to the session, then end of stream; swallows the replies,
+// none of which may exceed the largest payload plus a header.
+class InputStream final : public internal::NbdStream {
+ public:
+  explicit InputStream(std::span<const std::byte> input) : input_(input) {}
+
+  absl::Status Read(std::span<std::byte> buffer) override {
+    if (stopped_.load() || buffer.size() > input_.size()) {
+      input_ = {};
+      return absl::UnavailableError("end of input");
+    }
+    if (!buffer.empty()) std::memcpy(buffer.data(), input_.data(), buffer.size());
+    input_ = input_.subspan(buffer.size());
+    return absl::OkStatus();
+  }
+  absl::Status Write(std::span<const std::span<const std::byte>> pieces) override {
+    if (stopped_.load()) return absl::UnavailableError("disconnected");
+    for (std::span<const std::byte> piece : pieces) Require(piece.size() <= (16 << 10) + 64);
+    return absl::OkStatus();
+  }
+  void StopReading() override { stopped_.store(true); }
+  void Disconnect() override { stopped_.store(true); }
+
+ private:
+  std::span<const std::byte> input_;  // touched by the session's reading thread only
+  std::atomic<bool> stopped_{false};
+};
+
+// What a well-behaved client sends to get into transmission.
+std::vector<std::byte> Handshake(bool structured) {
+  nbd::WireWriter out;
+  out.U32(nbd::kClientFlagFixedNewstyle | nbd::kClientFlagNoZeroes);
+  if (structured) out.U64(nbd::kOptionMagic).U32(nbd::kOptStructuredReply).U32(0);
+  out.U64(nbd::kOptionMagic).U32(nbd::kOptGo).U32(6).U32(0).U16(0);
+  return {out.data().begin(), out.data().end()};
+}
+
+// Every request the parser passes is one the device accepts as it is.
+void CheckParser(std::span<const std::byte> bytes, const internal::NbdExport& spec) {
+  for (size_t at = 0; at + nbd::kRequestHeaderSize <= bytes.size(); at += 7) {
+    const internal::NbdRequestHeader header =
+        internal::DecodeRequestHeader(bytes.subspan(at).first<nbd::kRequestHeaderSize>());
+    internal::NbdCommand command = internal::InterpretRequest(header, spec);
+    if (command.kind != internal::NbdCommand::Kind::kSubmit) continue;
+    Request& request = command.request;
+    const bool has_data = request.op == Op::kRead || request.op == Op::kWrite;
+    static std::byte probe;
+    request.data = has_data ? &probe : nullptr;
+    Require(ValidateRequest(spec.rules, request).ok());
+    Require(!has_data || request.length <= spec.max_payload);
+    Require(request.op == Op::kFlush || request.length > 0);
+    Require(!ModifiesData(request.op) || !spec.rules.caps.read_only);
+  }
+}
+
+void Run(const uint8_t* data, size_t size) {
+  if (size == 0) return;
+  const uint8_t mode = data[0];
+  static std::unique_ptr<MemoryDevice> device = *MemoryDevice::Create({.size = 1 << 20});
+  NbdServerOptions options;
+  options.read_only = (mode & 4) != 0;
+  options.max_in_flight_bytes = 16 << 10;
+  options.max_in_flight_requests = 4;
+  absl::StatusOr<internal::NbdExport> spec = internal::MakeNbdExport(device->info(), options);
+  Require(spec.ok());
+
+  std::vector<std::byte> input;
+  if (mode & 1) input = Handshake((mode & 2) != 0);
+  const auto* rest = reinterpret_cast<const std::byte*>(data + 1);
+  input.insert(input.end(), rest, rest + size - 1);
+  CheckParser(std::span(rest, size - 1), *spec);
+
+  InputStream stream(input);
+  AnyBlockDevice view = AnyBlockDevice::Borrow(*device);
+  internal::NbdConnection connection(stream, view, *spec,
+                                     {.max_in_flight_bytes = options.max_in_flight_bytes,
+                                      .max_in_flight_requests = options.max_in_flight_requests});
+  connection.Serve();
+}
+
+}  // namespace
+}  // namespace blkclone
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  blkclone::Run(data, size);
+  return 0;
+}
