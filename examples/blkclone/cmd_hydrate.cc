@@ -53,11 +53,10 @@ absl::StatusOr<int> RunHydrate(const ParsedArgs& args) {
   BLKCLONE_ASSIGN_OR_RETURN(SessionOptions options, Options(args, record));
   TerminationSignals signals;  // before the session starts threads
   BLKCLONE_ASSIGN_OR_RETURN(CloneLock lock, CloneLock::Acquire(dir, record.name, "hydrate"));
+  const auto start = std::chrono::steady_clock::now();
   BLKCLONE_ASSIGN_OR_RETURN(std::unique_ptr<Session> session, Session::Open(record, options));
   BLKCLONE_ASSIGN_OR_RETURN(std::unique_ptr<ControlServer> server,
                             ControlServer::Start(dir.File(record.name, "sock"), *session));
-  const auto start = std::chrono::steady_clock::now();
-  const uint64_t first_bytes = session->progress().hydrated_bytes;
   Progress bar(absl::StrCat("hydrating ", record.name));
   int signal = 0;
   absl::Status blocked;
@@ -87,7 +86,7 @@ absl::StatusOr<int> RunHydrate(const ParsedArgs& args) {
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const uint64_t copied = progress.hydrated_bytes - first_bytes;
+  const uint64_t copied = progress.hydrated_bytes - session->hydrated_bytes_at_open();
   std::printf("hydrated clone %s: %s copied in %.1f s (%s/s); all %llu regions hydrated\n",
               record.name.c_str(), HumanBytes(copied).c_str(), seconds,
               HumanBytes(static_cast<uint64_t>(copied / std::max(seconds, 0.001))).c_str(),

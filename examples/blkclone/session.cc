@@ -57,6 +57,9 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(const CloneRecord& record
       CliClone::Create(
           session->source_, session->dest_, session->copier_, *session->metadata_,
           {.discard_passdown = !table.no_discard_passdown, .events = session->events_.get()}));
+  const CloneGeometry& geometry = session->clone_->geometry();
+  session->hydrated_bytes_at_open_ =
+      std::min(session->metadata_->map().CountSet() * geometry.region_size, geometry.source_size);
   session->hydrator_ =
       std::make_unique<CliHydrator>(*session->clone_, options.hydrator, session->events_.get());
   return session;

@@ -57,6 +57,8 @@ class Session {
   // The clone as a BlockDevice; usable until Close().
   CliClone& clone() { return *clone_; }
   HydrationProgress progress() const { return hydrator_->progress(); }
+  // What was hydrated when the session opened, before its hydrator started.
+  uint64_t hydrated_bytes_at_open() const { return hydrated_bytes_at_open_; }
   CloneStatus Status() const { return CollectStatus(*clone_, *hydrator_, limiter_); }
   void Apply(const ControlMessage& message) { ApplyMessage(message, *hydrator_, limiter_); }
 
@@ -82,6 +84,7 @@ class Session {
   std::unique_ptr<EventLog> events_;
   std::unique_ptr<CliClone> clone_;
   std::unique_ptr<CliHydrator> hydrator_;
+  uint64_t hydrated_bytes_at_open_ = 0;
 };
 
 }  // namespace blkclone::cli
