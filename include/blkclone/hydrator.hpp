@@ -237,12 +237,20 @@ class Hydrator final : public CloneListener {
     retry_region_ = std::nullopt;
   }
 
+  // Bytes copied over the last kRateWindow, per second of that window, or of
+  // the time since the first background copy started when that is shorter (so
+  // a young run is not under-reported).
   double RateLocked(Clock::time_point now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     uint64_t bytes = 0;
     for (const Copied& c : copied_) {
       if (now - c.at <= kRateWindow) bytes += c.bytes;
     }
-    return static_cast<double>(bytes) / std::chrono::duration<double>(kRateWindow).count();
+    if (bytes == 0) return 0;
+    const auto span = first_copy_at_ == Clock::time_point()
+                          ? Clock::duration(kRateWindow)
+                          : std::min<Clock::duration>(kRateWindow, now - first_copy_at_);
+    return static_cast<double>(bytes) /
+           std::max(std::chrono::duration<double>(span).count(), 1e-3);
   }
 
   bool MayStart(Clock::time_point now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -310,6 +318,7 @@ class Hydrator final : public CloneListener {
         continue;
       }
       in_flight_ += *started;
+      if (first_copy_at_ == Clock::time_point()) first_copy_at_ = Clock::now();
       if (!aside) cursor_ = region + *started;
     }
   }
@@ -338,6 +347,7 @@ class Hydrator final : public CloneListener {
   std::deque<uint64_t> hot_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, uint32_t> read_counts_ ABSL_GUARDED_BY(mu_);
   std::deque<Copied> copied_ ABSL_GUARDED_BY(mu_);
+  Clock::time_point first_copy_at_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 
