@@ -110,7 +110,9 @@ TEST_F(HydratorTest, HydratesEverythingButWhatTheUserWroteOrDiscarded) {
 TEST_F(HydratorTest, ReleasesTheRegionMapOnceCompleteAndKeepsServing) {
   StartHydrator({.threshold = 8, .batch_size = 8});
   ASSERT_TRUE(hydrator_->WaitUntilComplete(60s));
-  // Released at the first moment nothing is in flight: right away here.
+  // Released at the first moment nothing is in flight (the last copy may still
+  // be finishing when completion is announced).
+  for (int i = 0; i < 5000 && !metadata_.map().released(); ++i) std::this_thread::sleep_for(1ms);
   EXPECT_TRUE(metadata_.map().released());
   EXPECT_EQ(metadata_.map().CountSet(), kRegions);
   EXPECT_EQ(hydrator_->progress().hydrated_bytes, kSize);
