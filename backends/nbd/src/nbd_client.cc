@@ -176,9 +176,11 @@ void NbdClient::Send(NbdCommand& command, const NbdWireCommand& wire) {
       break;
   }
   if (cookie == -1) {
-    // Counts as answered: refusals (ENOTCONN from a dead handle aside) are final.
+    // Counts as answered, with the refusal as its error. A handle that died
+    // (perhaps sending an earlier command) refuses with EINVAL, "invalid
+    // state": that is a lost connection, and the command goes elsewhere.
     command.answered = true;
-    command.error = nbd_get_errno() != 0 ? nbd_get_errno() : EINVAL;
+    command.error = dead() ? ENOTCONN : nbd_get_errno() != 0 ? nbd_get_errno() : EINVAL;
     command.refused = LibnbdError(DescribeCommand(command));
   }
 }

@@ -36,6 +36,7 @@ NbdFeatures NbdFeatures::For(const NbdExportInfo& export_info, bool writable) {
 void BeginCommand(NbdCommand& command, Request& request, const NbdFeatures& features) {
   command.request = &request;
   command.losses = 0;
+  command.last_loss = NbdClock::time_point::min();
   command.done = 0;
   if (request.op == Op::kFlush) {
     command.stage = features.send_flush ? NbdCommand::Stage::kMain : NbdCommand::Stage::kDone;

@@ -31,7 +31,8 @@ NbdConnection::NbdConnection(int index, const NbdConnectionConfig& config,
       config_(config),
       dispatcher_(dispatcher),
       durability_(durability),
-      client_(std::move(client)) {
+      client_(std::move(client)),
+      established_at_(NbdClock::now()) {
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -148,6 +149,7 @@ void NbdConnection::FinishHandshake(NbdClock::time_point now) {
                                   "the server now offers another export (", found->size,
                                   " bytes, or other block sizes or flags)")));
   phase_ = Phase::kEstablished;
+  established_at_ = now;
   attempts_ = 0;
   NbdCommandList none;  // a connected link strands nothing
   dispatcher_.SetState(index_, NbdLinkState::kConnected, absl::OkStatus(), none);
@@ -234,14 +236,18 @@ void NbdConnection::Handle(NbdCommandList& released, NbdClock::time_point now, c
     } else if (now >= command.deadline) {
       dispatcher_.CountTimeouts(1);
       dispatcher_.Finish(command, DeadlineError(command));
-    } else if (loss.counts &&
+    } else if (const bool counts = CountsAsLoss(command, loss);
+               counts &&
                command.losses >= static_cast<uint32_t>(config_.options.max_request_retries)) {
       dispatcher_.Finish(
           command, absl::UnavailableError(absl::StrCat(
                        DescribeCommand(command), ": the connection to ", config_.uri, " was lost ",
                        command.losses + 1, " times, the last time: ", loss.cause.message())));
     } else {
-      command.losses += loss.counts;
+      if (counts) {
+        ++command.losses;
+        command.last_loss = now;
+      }
       retry.push_back(command);
     }
   }
@@ -281,6 +287,13 @@ void NbdConnection::Advance(NbdCommand& command) {
   AdvanceCommand(command, config_.features);
   // An emulated FUA covers the write just done, and whatever completed before it.
   if (command.stage == NbdCommand::Stage::kFuaFlush) command.flush_covers = durability_.writes();
+}
+
+bool NbdConnection::CountsAsLoss(const NbdCommand& command, const Loss& loss) const {
+  // A server restart breaks every connection, one after the other: a request
+  // moved to a connection that was up before its last loss, and lost again,
+  // lost it to the same outage.
+  return loss.counts && established_at_ > command.last_loss;
 }
 
 absl::Status NbdConnection::DeadlineError(const NbdCommand& command) const {

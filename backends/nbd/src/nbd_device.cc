@@ -128,10 +128,10 @@ void NbdDevice::Submit(Request& request) noexcept {
     return request.Complete(std::move(status));
   internal::NbdCommand& command = dispatcher_->NewCommand();
   internal::BeginCommand(command, request, features_);
-  if (request.op == Op::kFlush || (request.flags & kPreflush) != 0)
-    command.flush_covers = durability_.writes();
   if (command.stage == internal::NbdCommand::Stage::kDone)
     return dispatcher_->Finish(command, absl::OkStatus());  // nothing to send, e.g. flush read-only
+  if (request.op == Op::kFlush || (request.flags & kPreflush) != 0)
+    command.flush_covers = durability_.writes();
   if (absl::Status status = dispatcher_->Enqueue(command); !status.ok())
     dispatcher_->Finish(command, std::move(status));
 }

@@ -34,7 +34,8 @@ struct NbdCommand {
 
   Request* request = nullptr;
   NbdClock::time_point deadline;
-  uint32_t losses = 0;  // connection losses survived
+  uint32_t losses = 0;             // connection losses survived
+  NbdClock::time_point last_loss;  // when the last one counted
   Stage stage = Stage::kMain;
   uint64_t done = 0;          // bytes of the operation already performed
   uint64_t flush_covers = 0;  // for a flush stage: the writes it covers (NbdDurability)

@@ -82,6 +82,8 @@ class NbdConnection {
   // The next stage of a command whose stage succeeded.
   void Advance(NbdCommand& command);
 
+  // Whether `loss` counts against the request's max_request_retries.
+  bool CountsAsLoss(const NbdCommand& command, const Loss& loss) const;
   absl::Status DeadlineError(const NbdCommand& command) const;
   std::chrono::milliseconds Backoff() const;
 
@@ -92,8 +94,9 @@ class NbdConnection {
 
   std::unique_ptr<NbdClient> client_;
   Phase phase_ = Phase::kEstablished;
-  NbdCommandList next_stage_;  // answered, with another stage to send
-  int attempts_ = 0;           // failed attempts since the loss
+  NbdCommandList next_stage_;            // answered, with another stage to send
+  NbdClock::time_point established_at_;  // when the current link came up
+  int attempts_ = 0;                     // failed attempts since the loss
   NbdClock::time_point next_attempt_;
   NbdClock::time_point attempt_deadline_;
   absl::Status socket_error_;  // from the last Notify
