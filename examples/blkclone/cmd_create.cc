@@ -70,7 +70,7 @@ absl::Status MakePathsAbsolute(CloneTable& table) {
     if (std::any_of(path->begin(), path->end(), absl::ascii_isspace))
       return absl::InvalidArgumentError(
           absl::StrCat(role, " ", *path, ": contains whitespace, which a table line cannot hold"));
-    *path = std::filesystem::absolute(*path).lexically_normal().string();
+    if (!IsNbdUri(*path)) *path = std::filesystem::absolute(*path).lexically_normal().string();
   }
   return absl::OkStatus();
 }

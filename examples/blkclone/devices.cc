@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "blkclone/file_device.hpp"
 #include "blkclone/status.hpp"
@@ -14,6 +15,9 @@
 #endif
 #ifdef BLKCLONE_HAVE_URING
 #include "blkclone/uring_device.hpp"
+#endif
+#ifdef BLKCLONE_HAVE_NBD
+#include "blkclone/nbd_device.hpp"
 #endif
 
 namespace blkclone::cli {
@@ -61,6 +65,13 @@ absl::StatusOr<AnyBlockDevice> Wrap(absl::string_view role,
 
 }  // namespace
 
+bool IsNbdUri(absl::string_view path) {
+  for (absl::string_view scheme : {"nbd://", "nbds://", "nbd+unix://", "nbds+unix://"}) {
+    if (absl::StartsWith(path, scheme)) return true;
+  }
+  return false;
+}
+
 absl::StatusOr<Backend> BackendFromArgs(const ParsedArgs& args) {
   const std::string name = args.Get("--backend").value_or("file");
   std::string available;
@@ -72,8 +83,23 @@ absl::StatusOr<Backend> BackendFromArgs(const ParsedArgs& args) {
       absl::StrCat("--backend ", name, ": unknown or not built in (available: ", available, ")"));
 }
 
+// A remote source: read-only, whatever the backend chosen for local devices.
+absl::StatusOr<AnyBlockDevice> OpenNbdSource(absl::string_view role, const std::string& uri,
+                                             Access access) {
+  if (access != Access::kReadOnly)
+    return absl::InvalidArgumentError(
+        absl::StrCat(role, " ", uri, ": an NBD URI can only name the (read-only) source"));
+#ifdef BLKCLONE_HAVE_NBD
+  return Wrap(role, NbdDevice::Open(uri, {}));
+#else
+  return absl::UnimplementedError(
+      absl::StrCat(role, " ", uri, ": NBD sources need the nbd backend (libnbd), not built in"));
+#endif
+}
+
 absl::StatusOr<AnyBlockDevice> OpenDevice(absl::string_view role, const std::string& path,
                                           Backend backend, Access access) {
+  if (IsNbdUri(path)) return OpenNbdSource(role, path, access);
   BLKCLONE_RETURN_IF_ERROR(StatDevice(role, path).status());
   const bool read_only = access == Access::kReadOnly;
   switch (backend) {
@@ -99,6 +125,12 @@ absl::Status CheckDistinctDevices(const CloneTable& table) {
       {"source", &table.source_device}};
   std::pair<dev_t, ino_t> identities[3];
   for (int i = 0; i < 3; ++i) {
+    if (IsNbdUri(*devices[i].second)) {
+      if (i != 2)
+        return absl::InvalidArgumentError(absl::StrCat(devices[i].first, " ", *devices[i].second,
+                                                       ": an NBD URI can only name the source"));
+      continue;  // remote: cannot be one of the local devices
+    }
     BLKCLONE_ASSIGN_OR_RETURN(struct stat st, StatDevice(devices[i].first, *devices[i].second));
     identities[i] = Identity(st);
     for (int j = 0; j < i; ++j) {

@@ -19,7 +19,12 @@ absl::StatusOr<Backend> BackendFromArgs(const ParsedArgs& args);
 
 enum class Access { kReadOnly, kReadWrite };
 
-// Opens a regular file or block device; `role` ("source", ...) starts every error.
+// Whether `path` is an NBD URI (nbd://, nbds://, nbd+unix://, nbds+unix://),
+// which names a remote source rather than a file.
+bool IsNbdUri(absl::string_view path);
+
+// Opens a regular file or block device, or (with the nbd backend built in) a
+// read-only NBD source by URI; `role` ("source", ...) starts every error.
 absl::StatusOr<AnyBlockDevice> OpenDevice(absl::string_view role, const std::string& path,
                                           Backend backend, Access access);
 

@@ -56,18 +56,35 @@ std::span<const CommandDoc> CommandDocs() {
         kBackend,
         kStateDir}},
       {"serve",
-       "NAME [--backend NAME]",
-       "Run a clone in the foreground: hydration and control socket.",
+       "NAME [--nbd unix:PATH|tcp:HOST:PORT] [--nbd-name EXPORT] [--fuse DIR] [--backend NAME]",
+       "Run a clone in the foreground: hydration, control socket and exports.",
        "Opens the clone and hydrates it in the background as its table says: no_hydration "
        "starts with hydration disabled, hydration_threshold and hydration_batch_size set the "
        "pace. The control socket STATE_DIR/NAME.sock answers blkclone status and blkclone "
        "message (see CONTROL SOCKET). The metadata is committed every second while it "
        "changes.\n\n"
-       "SIGTERM or SIGINT commits the metadata, closes the clone and exits with status 0. "
-       "Only one process runs a clone at a time: serve, hydrate, write, read, verify and "
-       "finalize hold the lock STATE_DIR/NAME.lock and refuse to start while another command "
-       "holds it.",
-       {kBackend, kStateDir}},
+       "With --nbd or --fuse (or both) the clone is also a disk that other programs use: reads "
+       "of regions not yet hydrated are served from the source, writes go to the destination, "
+       "flushes commit the metadata and discards of whole regions mark them hydrated without "
+       "copying, as with a dm-clone device. For example qemu-img convert -n IMAGE "
+       "nbd+unix:///?socket=PATH writes an image into it, and losetup --find --show DIR/disk "
+       "makes it a block device to mount.\n\n"
+       "SIGTERM or SIGINT stops the exports (an NBD server first answers the requests it "
+       "received), commits the metadata, closes the clone and exits with status 0; so does "
+       "unmounting DIR (umount DIR). Detach loop devices from DIR/disk before that. Only one "
+       "process runs a clone at a time: serve, hydrate, write, read, verify and finalize hold "
+       "the lock STATE_DIR/NAME.lock and refuse to start while another command holds it.",
+       {{"--nbd", "unix:PATH|tcp:HOST:PORT",
+         "Serve the clone over NBD on a Unix socket or TCP (tcp:PORT listens on 127.0.0.1 "
+         "only; an IPv6 HOST goes in brackets)."},
+        {"--nbd-name", "EXPORT",
+         "The NBD export name clients ask for; the default export (the empty name) is "
+         "accepted as well."},
+        {"--fuse", "DIR",
+         "Mount a FUSE file system on the directory DIR holding one file, DIR/disk, with the "
+         "clone's size and bytes; a loop device can be attached to it."},
+        kBackend,
+        kStateDir}},
       {"status",
        "NAME [--json | --human]",
        "Print a clone's status.",

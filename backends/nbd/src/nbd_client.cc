@@ -15,7 +15,7 @@ namespace {
 // libnbd calls this once per command, with the reply's errno (or its own,
 // e.g. ENOTCONN when the connection died first).
 int OnAnswer(void* user_data, int* error) {
-  auto* command = static_cast<NbdCommand*>(user_data);
+  auto* command = static_cast<NbdClientCommand*>(user_data);
   command->answered = true;
   command->error = *error;
   return 1;  // retire the command: nothing polls for its cookie
@@ -23,7 +23,7 @@ int OnAnswer(void* user_data, int* error) {
 
 // libnbd calls this once it will never touch the command (or its buffer)
 // again, also when it refuses to send it and when the handle closes.
-void OnRelease(void* user_data) { static_cast<NbdCommand*>(user_data)->released = true; }
+void OnRelease(void* user_data) { static_cast<NbdClientCommand*>(user_data)->released = true; }
 
 // A libnbd query that answers -1 on error, else a value.
 absl::StatusOr<int64_t> Query(int64_t value, absl::string_view what) {
@@ -146,7 +146,7 @@ absl::StatusOr<NbdExportInfo> NbdClient::Describe() const {
   return info;
 }
 
-void NbdClient::Send(NbdCommand& command, const NbdWireCommand& wire) {
+void NbdClient::Send(NbdClientCommand& command, const NbdWireCommand& wire) {
   command.sent_length = wire.length;
   command.answered = false;
   command.released = false;
@@ -191,7 +191,7 @@ void NbdClient::TakeReleased(NbdCommandList& out) {
       ++it;
       continue;
     }
-    NbdCommand& command = *it;
+    NbdClientCommand& command = *it;
     it = in_flight_.erase(it);
     out.push_back(command);
   }

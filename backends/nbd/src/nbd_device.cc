@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "blkclone/internal/nbd_client.hpp"
-#include "blkclone/internal/nbd_connection.hpp"
+#include "blkclone/internal/nbd_client_connection.hpp"
 #include "blkclone/internal/nbd_dispatcher.hpp"
 #include "blkclone/status.hpp"
 
@@ -100,7 +100,7 @@ absl::StatusOr<std::unique_ptr<NbdDevice>> NbdDevice::Open(const std::string& ur
       .uri = uri, .options = options, .expected = export_info, .features = device->features_};
   for (size_t i = 0; i < clients.size(); ++i) {
     device->connections_.push_back(
-        std::make_unique<internal::NbdConnection>(static_cast<int>(i), config, *device->dispatcher_,
+        std::make_unique<internal::NbdClientConnection>(static_cast<int>(i), config, *device->dispatcher_,
                                                   device->durability_, std::move(clients[i])));
   }
   return device;
@@ -120,15 +120,15 @@ NbdDevice::~NbdDevice() {
   internal::NbdCommandList queued;
   dispatcher_->TakeAll(queued);
   dispatcher_->FinishAll(
-      queued, [](const internal::NbdCommand& command) { return internal::ClosedError(command); });
+      queued, [](const internal::NbdClientCommand& command) { return internal::ClosedError(command); });
 }
 
 void NbdDevice::Submit(Request& request) noexcept {
   if (absl::Status status = ValidateRequest(info_, request); !status.ok())
     return request.Complete(std::move(status));
-  internal::NbdCommand& command = dispatcher_->NewCommand();
+  internal::NbdClientCommand& command = dispatcher_->NewCommand();
   internal::BeginCommand(command, request, features_);
-  if (command.stage == internal::NbdCommand::Stage::kDone)
+  if (command.stage == internal::NbdClientCommand::Stage::kDone)
     return dispatcher_->Finish(command, absl::OkStatus());  // nothing to send, e.g. flush read-only
   if (request.op == Op::kFlush || (request.flags & kPreflush) != 0)
     command.flush_covers = durability_.writes();

@@ -31,17 +31,17 @@ NbdDispatcher::NbdDispatcher(std::string uri, std::chrono::milliseconds request_
       wake_fds_(std::move(wake_fds)),
       slots_(wake_fds_.size()) {}
 
-NbdCommand& NbdDispatcher::NewCommand() { return *pool_.Get(); }
+NbdClientCommand& NbdDispatcher::NewCommand() { return *pool_.Get(); }
 
-void NbdDispatcher::Recycle(NbdCommand& command) { pool_.Put(&command); }
+void NbdDispatcher::Recycle(NbdClientCommand& command) { pool_.Put(&command); }
 
-void NbdDispatcher::Finish(NbdCommand& command, absl::Status status) {
+void NbdDispatcher::Finish(NbdClientCommand& command, absl::Status status) {
   Request& request = *command.request;
   Recycle(command);
   request.Complete(std::move(status));
 }
 
-absl::Status NbdDispatcher::Enqueue(NbdCommand& command) {
+absl::Status NbdDispatcher::Enqueue(NbdClientCommand& command) {
   std::optional<int> target;
   bool wake_all = false;
   {
@@ -88,7 +88,7 @@ bool NbdDispatcher::stopping() const {
 void NbdDispatcher::Take(int connection, size_t owned, size_t capacity, NbdCommandList& out) {
   MutexLock lock(mu_);
   while (owned < capacity && !queue_.empty()) {
-    NbdCommand& command = queue_.front();
+    NbdClientCommand& command = queue_.front();
     queue_.pop_front();
     out.push_back(command);
     ++owned;
@@ -102,9 +102,9 @@ void NbdDispatcher::Requeue(NbdCommandList& commands) {
     MutexLock lock(mu_);
     retries_ += commands.size();
     while (!commands.empty()) {
-      NbdCommand& command = commands.front();
+      NbdClientCommand& command = commands.front();
       commands.pop_front();
-      auto later = std::find_if(queue_.begin(), queue_.end(), [&](const NbdCommand& queued) {
+      auto later = std::find_if(queue_.begin(), queue_.end(), [&](const NbdClientCommand& queued) {
         return queued.deadline > command.deadline;
       });
       queue_.insert(later, command);
@@ -116,7 +116,7 @@ void NbdDispatcher::Requeue(NbdCommandList& commands) {
 void NbdDispatcher::TakeExpired(NbdClock::time_point now, NbdCommandList& out) {
   MutexLock lock(mu_);
   while (!queue_.empty() && queue_.front().deadline <= now) {
-    NbdCommand& command = queue_.front();
+    NbdClientCommand& command = queue_.front();
     queue_.pop_front();
     out.push_back(command);
   }

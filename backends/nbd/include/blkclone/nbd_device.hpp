@@ -41,13 +41,13 @@
 
 #include "absl/status/statusor.h"
 #include "blkclone/block_device.hpp"
-#include "blkclone/internal/nbd_command.hpp"
+#include "blkclone/internal/nbd_client_command.hpp"
 #include "blkclone/internal/nbd_durability.hpp"
 #include "blkclone/nbd_options.hpp"
 
 namespace blkclone {
 namespace internal {
-class NbdConnection;
+class NbdClientConnection;
 class NbdDispatcher;
 }  // namespace internal
 
@@ -83,7 +83,7 @@ class NbdDevice {
   const internal::NbdFeatures features_;
   internal::NbdDurability durability_;  // shared by the connections, which it outlives
   std::unique_ptr<internal::NbdDispatcher> dispatcher_;
-  std::vector<std::unique_ptr<internal::NbdConnection>> connections_;
+  std::vector<std::unique_ptr<internal::NbdClientConnection>> connections_;
 };
 
 static_assert(BlockDevice<NbdDevice>);

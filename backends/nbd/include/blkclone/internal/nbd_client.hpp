@@ -12,7 +12,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "blkclone/internal/nbd_command.hpp"
+#include "blkclone/internal/nbd_client_command.hpp"
 #include "blkclone/nbd_options.hpp"
 
 struct nbd_handle;
@@ -49,7 +49,7 @@ class NbdClient {
   [[nodiscard]] absl::StatusOr<NbdExportInfo> Describe() const;
 
   // Sends `wire` for `command`, which stays in in_flight() until released.
-  void Send(NbdCommand& command, const NbdWireCommand& wire);
+  void Send(NbdClientCommand& command, const NbdWireCommand& wire);
   const NbdCommandList& in_flight() const { return in_flight_; }
   // Moves the commands libnbd has released (answered, refused, dropped) to `out`.
   void TakeReleased(NbdCommandList& out);

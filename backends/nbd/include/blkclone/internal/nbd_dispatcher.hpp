@@ -25,7 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "blkclone/internal/mutex.hpp"
-#include "blkclone/internal/nbd_command.hpp"
+#include "blkclone/internal/nbd_client_command.hpp"
 #include "blkclone/internal/object_pool.hpp"
 #include "blkclone/internal/unique_fd.hpp"
 #include "blkclone/nbd_options.hpp"
@@ -44,15 +44,15 @@ class NbdDispatcher {
   NbdDispatcher& operator=(const NbdDispatcher&) = delete;
 
   // A command from the pool; give it back with Recycle once its request is done.
-  NbdCommand& NewCommand();
-  void Recycle(NbdCommand& command);
+  NbdClientCommand& NewCommand();
+  void Recycle(NbdClientCommand& command);
   // Recycles `command` and completes its request with `status`.
-  void Finish(NbdCommand& command, absl::Status status);
+  void Finish(NbdClientCommand& command, absl::Status status);
   // Finishes every command of `commands` with the status `error_for` gives it.
   template <class ErrorFor>
   void FinishAll(NbdCommandList& commands, ErrorFor error_for) {
     while (!commands.empty()) {
-      NbdCommand& command = commands.front();
+      NbdClientCommand& command = commands.front();
       commands.pop_front();
       Finish(command, error_for(command));
     }
@@ -61,7 +61,7 @@ class NbdDispatcher {
   // Queues `command` with its deadline and wakes a connection to send it.
   // Fails (and queues nothing) once Stop was called, or while every connection
   // is down; the caller then fails the request with that error.
-  [[nodiscard]] absl::Status Enqueue(NbdCommand& command);
+  [[nodiscard]] absl::Status Enqueue(NbdClientCommand& command);
 
   // ---- For connection threads ----
   int wake_fd(int connection) const { return wake_fds_[connection].get(); }
@@ -111,7 +111,7 @@ class NbdDispatcher {
   const std::string uri_;
   const std::chrono::milliseconds request_timeout_;
   const std::vector<UniqueFd> wake_fds_;  // eventfds, one per connection
-  ObjectPool<NbdCommand> pool_;
+  ObjectPool<NbdClientCommand> pool_;
   mutable Mutex mu_;
   std::vector<Slot> slots_ ABSL_GUARDED_BY(mu_);
   NbdCommandList queue_ ABSL_GUARDED_BY(mu_);  // by deadline

@@ -1,4 +1,4 @@
-// NbdConnection: one connection of an NbdDevice and the thread that drives it.
+// NbdClientConnection: one connection of an NbdDevice and the thread that drives it.
 //
 // The thread polls the libnbd socket and its wake-up eventfd. It sends what
 // the dispatcher queued (up to max_in_flight commands), completes what the
@@ -18,7 +18,7 @@
 
 #include "absl/status/status.h"
 #include "blkclone/internal/nbd_client.hpp"
-#include "blkclone/internal/nbd_command.hpp"
+#include "blkclone/internal/nbd_client_command.hpp"
 #include "blkclone/internal/nbd_dispatcher.hpp"
 #include "blkclone/internal/nbd_durability.hpp"
 #include "blkclone/nbd_options.hpp"
@@ -32,16 +32,16 @@ struct NbdConnectionConfig {
   NbdFeatures features;
 };
 
-class NbdConnection {
+class NbdClientConnection {
  public:
   // Starts the thread, driving `client` (established) as connection `index`.
-  NbdConnection(int index, const NbdConnectionConfig& config, NbdDispatcher& dispatcher,
+  NbdClientConnection(int index, const NbdConnectionConfig& config, NbdDispatcher& dispatcher,
                 NbdDurability& durability, std::unique_ptr<NbdClient> client);
   // Joins the thread, which ends after NbdDispatcher::Stop having completed
   // every request it held.
-  ~NbdConnection();
-  NbdConnection(const NbdConnection&) = delete;
-  NbdConnection& operator=(const NbdConnection&) = delete;
+  ~NbdClientConnection();
+  NbdClientConnection(const NbdClientConnection&) = delete;
+  NbdClientConnection& operator=(const NbdClientConnection&) = delete;
 
  private:
   // Why the connection went away, for the requests that were on it.
@@ -78,13 +78,13 @@ class NbdConnection {
   void Shutdown();
   // Accounts for a command stage the server carried out: counts a write, or
   // checks what a flush made durable (kDataLoss if a loss may have undone it).
-  absl::Status Settle(const NbdCommand& command);
+  absl::Status Settle(const NbdClientCommand& command);
   // The next stage of a command whose stage succeeded.
-  void Advance(NbdCommand& command);
+  void Advance(NbdClientCommand& command);
 
   // Whether `loss` counts against the request's max_request_retries.
-  bool CountsAsLoss(const NbdCommand& command, const Loss& loss) const;
-  absl::Status DeadlineError(const NbdCommand& command) const;
+  bool CountsAsLoss(const NbdClientCommand& command, const Loss& loss) const;
+  absl::Status DeadlineError(const NbdClientCommand& command) const;
   std::chrono::milliseconds Backoff() const;
 
   const int index_;

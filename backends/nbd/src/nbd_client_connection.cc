@@ -1,5 +1,5 @@
-// NbdConnection: the event loop of one connection.
-#include "blkclone/internal/nbd_connection.hpp"
+// NbdClientConnection: the event loop of one connection.
+#include "blkclone/internal/nbd_client_connection.hpp"
 
 #include <poll.h>
 #include <unistd.h>
@@ -24,7 +24,7 @@ bool IsLinkError(int error_number) {
 
 }  // namespace
 
-NbdConnection::NbdConnection(int index, const NbdConnectionConfig& config,
+NbdClientConnection::NbdClientConnection(int index, const NbdConnectionConfig& config,
                              NbdDispatcher& dispatcher, NbdDurability& durability,
                              std::unique_ptr<NbdClient> client)
     : index_(index),
@@ -36,9 +36,9 @@ NbdConnection::NbdConnection(int index, const NbdConnectionConfig& config,
   thread_ = std::thread([this] { Run(); });
 }
 
-NbdConnection::~NbdConnection() { thread_.join(); }
+NbdClientConnection::~NbdClientConnection() { thread_.join(); }
 
-void NbdConnection::Run() {
+void NbdClientConnection::Run() {
   while (!dispatcher_.stopping()) {
     NbdClock::time_point now = NbdClock::now();
     if (phase_ == Phase::kWaiting || phase_ == Phase::kDown) MaybeStartAttempt(now);
@@ -56,7 +56,7 @@ void NbdConnection::Run() {
   Shutdown();
 }
 
-void NbdConnection::MaybeStartAttempt(NbdClock::time_point now) {
+void NbdClientConnection::MaybeStartAttempt(NbdClock::time_point now) {
   if (phase_ == Phase::kDown) {
     if (config_.options.reconnect_attempts == 0 || !dispatcher_.TakeRetryRound(index_)) return;
     attempts_ = 0;
@@ -72,24 +72,24 @@ void NbdConnection::MaybeStartAttempt(NbdClock::time_point now) {
   attempt_deadline_ = now + config_.options.connect_timeout;
 }
 
-void NbdConnection::SendQueued() {
+void NbdClientConnection::SendQueued() {
   NbdCommandList batch;
   batch.splice(batch.end(), next_stage_);
   dispatcher_.Take(index_, client_->in_flight().size() + batch.size(),
                    static_cast<size_t>(config_.options.max_in_flight), batch);
   while (!batch.empty()) {
-    NbdCommand& command = batch.front();
+    NbdClientCommand& command = batch.front();
     batch.pop_front();
     client_->Send(command, WireCommand(command, config_.features));
   }
 }
 
-NbdClock::time_point NbdConnection::WakeUpTime(NbdClock::time_point now) const {
+NbdClock::time_point NbdClientConnection::WakeUpTime(NbdClock::time_point now) const {
   NbdClock::time_point until = NbdClock::time_point::max();
   if (phase_ == Phase::kHandshake) until = attempt_deadline_;
   if (phase_ == Phase::kWaiting) until = next_attempt_;
   if (client_ != nullptr) {
-    for (const NbdCommand& command : client_->in_flight()) {
+    for (const NbdClientCommand& command : client_->in_flight()) {
       if (command.released) return now;  // refused while being sent: handle it at once
       until = std::min(until, command.deadline);
     }
@@ -99,7 +99,7 @@ NbdClock::time_point NbdConnection::WakeUpTime(NbdClock::time_point now) const {
   return until;
 }
 
-void NbdConnection::PollOnce(NbdClock::time_point until) {
+void NbdClientConnection::PollOnce(NbdClock::time_point until) {
   pollfd fds[2] = {{.fd = dispatcher_.wake_fd(index_), .events = POLLIN, .revents = 0},
                    {.fd = -1, .events = 0, .revents = 0}};
   nfds_t count = 1;
@@ -121,7 +121,7 @@ void NbdConnection::PollOnce(NbdClock::time_point until) {
   if (count == 2 && fds[1].revents != 0) socket_error_ = client_->Notify(fds[1].revents);
 }
 
-void NbdConnection::CheckLink(NbdClock::time_point now) {
+void NbdClientConnection::CheckLink(NbdClock::time_point now) {
   if (client_ == nullptr) return;
   const bool failed = !socket_error_.ok() || client_->dead();
   if (phase_ == Phase::kHandshake) {
@@ -141,7 +141,7 @@ void NbdConnection::CheckLink(NbdClock::time_point now) {
                                       : socket_error_});
 }
 
-void NbdConnection::FinishHandshake(NbdClock::time_point now) {
+void NbdClientConnection::FinishHandshake(NbdClock::time_point now) {
   absl::StatusOr<NbdExportInfo> found = client_->Describe();
   if (!found.ok()) return AttemptFailed(now, found.status());
   if (*found != config_.expected)
@@ -155,7 +155,7 @@ void NbdConnection::FinishHandshake(NbdClock::time_point now) {
   dispatcher_.SetState(index_, NbdLinkState::kConnected, absl::OkStatus(), none);
 }
 
-void NbdConnection::AttemptFailed(NbdClock::time_point now, const absl::Status& cause) {
+void NbdClientConnection::AttemptFailed(NbdClock::time_point now, const absl::Status& cause) {
   if (client_ != nullptr) CloseClient(now, {cause});
   ++attempts_;
   if (attempts_ >= config_.options.reconnect_attempts) return GoDown(cause);
@@ -163,7 +163,7 @@ void NbdConnection::AttemptFailed(NbdClock::time_point now, const absl::Status& 
   next_attempt_ = now + Backoff();
 }
 
-void NbdConnection::LinkLost(NbdClock::time_point now, const Loss& loss) {
+void NbdClientConnection::LinkLost(NbdClock::time_point now, const Loss& loss) {
   durability_.LinkLost();
   const bool reconnect = config_.options.reconnect_attempts > 0;
   if (reconnect) {
@@ -179,20 +179,20 @@ void NbdConnection::LinkLost(NbdClock::time_point now, const Loss& loss) {
   if (!reconnect) GoDown(loss.cause);
 }
 
-void NbdConnection::GoDown(const absl::Status& cause) {
+void NbdClientConnection::GoDown(const absl::Status& cause) {
   phase_ = Phase::kDown;
   NbdCommandList stranded;
   dispatcher_.SetState(index_, NbdLinkState::kDown, cause, stranded);
-  dispatcher_.FinishAll(stranded, [&](const NbdCommand& command) {
+  dispatcher_.FinishAll(stranded, [&](const NbdClientCommand& command) {
     return absl::UnavailableError(absl::StrCat(DescribeCommand(command), ": lost ", config_.uri,
                                                " and could not reconnect: ", cause.message()));
   });
 }
 
-void NbdConnection::EnforceDeadlines(NbdClock::time_point now) {
+void NbdClientConnection::EnforceDeadlines(NbdClock::time_point now) {
   if (phase_ == Phase::kEstablished &&
       std::any_of(client_->in_flight().begin(), client_->in_flight().end(),
-                  [&](const NbdCommand& command) { return command.deadline <= now; })) {
+                  [&](const NbdClientCommand& command) { return command.deadline <= now; })) {
     LinkLost(
         now,
         {.cause = absl::DeadlineExceededError(absl::StrCat(
@@ -202,10 +202,10 @@ void NbdConnection::EnforceDeadlines(NbdClock::time_point now) {
   NbdCommandList expired;
   dispatcher_.TakeExpired(now, expired);
   dispatcher_.CountTimeouts(expired.size());
-  dispatcher_.FinishAll(expired, [&](const NbdCommand& command) { return DeadlineError(command); });
+  dispatcher_.FinishAll(expired, [&](const NbdClientCommand& command) { return DeadlineError(command); });
 }
 
-void NbdConnection::CloseClient(NbdClock::time_point now, const Loss& loss) {
+void NbdClientConnection::CloseClient(NbdClock::time_point now, const Loss& loss) {
   NbdCommandList released;
   client_->Close(released);
   client_.reset();
@@ -214,10 +214,10 @@ void NbdConnection::CloseClient(NbdClock::time_point now, const Loss& loss) {
   dispatcher_.Requeue(next_stage_);
 }
 
-void NbdConnection::Handle(NbdCommandList& released, NbdClock::time_point now, const Loss& loss) {
+void NbdClientConnection::Handle(NbdCommandList& released, NbdClock::time_point now, const Loss& loss) {
   NbdCommandList retry;
   while (!released.empty()) {
-    NbdCommand& command = released.front();
+    NbdClientCommand& command = released.front();
     released.pop_front();
     if (command.answered && command.error == 0) {
       if (absl::Status settled = Settle(command); !settled.ok()) {
@@ -225,7 +225,7 @@ void NbdConnection::Handle(NbdCommandList& released, NbdClock::time_point now, c
         continue;
       }
       Advance(command);
-      if (command.stage == NbdCommand::Stage::kDone) {
+      if (command.stage == NbdClientCommand::Stage::kDone) {
         dispatcher_.Finish(command, absl::OkStatus());
       } else {
         next_stage_.push_back(command);
@@ -254,23 +254,23 @@ void NbdConnection::Handle(NbdCommandList& released, NbdClock::time_point now, c
   dispatcher_.Requeue(retry);
 }
 
-void NbdConnection::Shutdown() {
+void NbdClientConnection::Shutdown() {
   NbdCommandList released;
   if (client_ != nullptr) {
     client_->Close(released);
     client_.reset();
   }
-  dispatcher_.FinishAll(released, [&](NbdCommand& command) {
+  dispatcher_.FinishAll(released, [&](NbdClientCommand& command) {
     if (!command.answered || command.error != 0) return ClosedError(command);
     BLKCLONE_RETURN_IF_ERROR(Settle(command));
     Advance(command);
-    return command.stage == NbdCommand::Stage::kDone ? absl::OkStatus() : ClosedError(command);
+    return command.stage == NbdClientCommand::Stage::kDone ? absl::OkStatus() : ClosedError(command);
   });
   dispatcher_.FinishAll(next_stage_,
-                        [](const NbdCommand& command) { return ClosedError(command); });
+                        [](const NbdClientCommand& command) { return ClosedError(command); });
 }
 
-absl::Status NbdConnection::Settle(const NbdCommand& command) {
+absl::Status NbdClientConnection::Settle(const NbdClientCommand& command) {
   if (!config_.features.send_flush) return absl::OkStatus();  // writes are durable at once
   const NbdWireCommand sent = WireCommand(command, config_.features);
   if (sent.op == Op::kFlush) {
@@ -283,26 +283,26 @@ absl::Status NbdConnection::Settle(const NbdCommand& command) {
   return absl::OkStatus();
 }
 
-void NbdConnection::Advance(NbdCommand& command) {
+void NbdClientConnection::Advance(NbdClientCommand& command) {
   AdvanceCommand(command, config_.features);
   // An emulated FUA covers the write just done, and whatever completed before it.
-  if (command.stage == NbdCommand::Stage::kFuaFlush) command.flush_covers = durability_.writes();
+  if (command.stage == NbdClientCommand::Stage::kFuaFlush) command.flush_covers = durability_.writes();
 }
 
-bool NbdConnection::CountsAsLoss(const NbdCommand& command, const Loss& loss) const {
+bool NbdClientConnection::CountsAsLoss(const NbdClientCommand& command, const Loss& loss) const {
   // A server restart breaks every connection, one after the other: a request
   // moved to a connection that was up before its last loss, and lost again,
   // lost it to the same outage.
   return loss.counts && established_at_ > command.last_loss;
 }
 
-absl::Status NbdConnection::DeadlineError(const NbdCommand& command) const {
+absl::Status NbdClientConnection::DeadlineError(const NbdClientCommand& command) const {
   return absl::DeadlineExceededError(
       absl::StrCat(DescribeCommand(command), ": not done within the request timeout of ",
                    config_.options.request_timeout.count(), " ms (", config_.uri, ")"));
 }
 
-std::chrono::milliseconds NbdConnection::Backoff() const {
+std::chrono::milliseconds NbdClientConnection::Backoff() const {
   std::chrono::milliseconds delay = config_.options.reconnect_initial_delay;
   for (int i = 1; i < attempts_ && delay < config_.options.reconnect_max_delay; ++i) delay *= 2;
   return std::min(delay, config_.options.reconnect_max_delay);

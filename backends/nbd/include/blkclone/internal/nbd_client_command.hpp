@@ -1,4 +1,4 @@
-// NbdCommand: what the NBD backend keeps for one request while it is in
+// NbdClientCommand: what the NBD backend keeps for one request while it is in
 // flight, and the plan that turns the request into NBD commands.
 //
 // A request becomes up to three stages, sent one after the other on one
@@ -29,7 +29,7 @@ struct NbdFeatures {
   static NbdFeatures For(const NbdExportInfo& export_info, bool writable);
 };
 
-struct NbdCommand {
+struct NbdClientCommand {
   enum class Stage : uint8_t { kPreflush, kMain, kFuaFlush, kDone };
 
   Request* request = nullptr;
@@ -51,8 +51,8 @@ struct NbdCommand {
 };
 
 using NbdCommandList = boost::intrusive::list<
-    NbdCommand, boost::intrusive::member_hook<NbdCommand, boost::intrusive::list_member_hook<>,
-                                              &NbdCommand::hook>>;
+    NbdClientCommand, boost::intrusive::member_hook<NbdClientCommand, boost::intrusive::list_member_hook<>,
+                                              &NbdClientCommand::hook>>;
 
 // One NBD command: a flush, or the op over [offset, offset + length).
 struct NbdWireCommand {
@@ -65,17 +65,17 @@ struct NbdWireCommand {
 
 // Resets `command` for `request` and sets its first stage (kDone when there is
 // nothing to send, e.g. a flush of a read-only device).
-void BeginCommand(NbdCommand& command, Request& request, const NbdFeatures& features);
+void BeginCommand(NbdClientCommand& command, Request& request, const NbdFeatures& features);
 // Moves to the next stage after the current one succeeded.
-void AdvanceCommand(NbdCommand& command, const NbdFeatures& features);
+void AdvanceCommand(NbdClientCommand& command, const NbdFeatures& features);
 // The NBD command for the current stage (not kDone).
-NbdWireCommand WireCommand(const NbdCommand& command, const NbdFeatures& features);
+NbdWireCommand WireCommand(const NbdClientCommand& command, const NbdFeatures& features);
 
 // "NBD read at offset X length Y", for error messages.
-std::string DescribeCommand(const NbdCommand& command);
+std::string DescribeCommand(const NbdClientCommand& command);
 // The error the server replied with, as ErrnoStatus naming the request.
-absl::Status ServerError(const NbdCommand& command, int error_number);
+absl::Status ServerError(const NbdClientCommand& command, int error_number);
 // kCancelled: the device was destroyed before the request could complete.
-absl::Status ClosedError(const NbdCommand& command);
+absl::Status ClosedError(const NbdClientCommand& command);
 
 }  // namespace blkclone::internal

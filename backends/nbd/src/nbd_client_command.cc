@@ -1,5 +1,5 @@
-// The plan of an NbdCommand: which NBD command each stage sends.
-#include "blkclone/internal/nbd_command.hpp"
+// The plan of an NbdClientCommand: which NBD command each stage sends.
+#include "blkclone/internal/nbd_client_command.hpp"
 
 #include <algorithm>
 
@@ -15,15 +15,15 @@ namespace {
 constexpr uint64_t kMaxWireLength = uint64_t{1} << 31;
 
 // The stage after the operation itself.
-NbdCommand::Stage AfterMain(const NbdCommand& command, const NbdFeatures& features) {
+NbdClientCommand::Stage AfterMain(const NbdClientCommand& command, const NbdFeatures& features) {
   const bool emulate_fua = (command.request->flags & kFua) != 0 && !features.send_fua;
-  return emulate_fua && features.send_flush ? NbdCommand::Stage::kFuaFlush
-                                            : NbdCommand::Stage::kDone;
+  return emulate_fua && features.send_flush ? NbdClientCommand::Stage::kFuaFlush
+                                            : NbdClientCommand::Stage::kDone;
 }
 
 // The stage for the operation, or what follows when it has no bytes.
-NbdCommand::Stage MainOrAfter(const NbdCommand& command, const NbdFeatures& features) {
-  return command.request->length > 0 ? NbdCommand::Stage::kMain : AfterMain(command, features);
+NbdClientCommand::Stage MainOrAfter(const NbdClientCommand& command, const NbdFeatures& features) {
+  return command.request->length > 0 ? NbdClientCommand::Stage::kMain : AfterMain(command, features);
 }
 
 }  // namespace
@@ -33,45 +33,45 @@ NbdFeatures NbdFeatures::For(const NbdExportInfo& export_info, bool writable) {
                      .send_fua = writable && export_info.can_fua};
 }
 
-void BeginCommand(NbdCommand& command, Request& request, const NbdFeatures& features) {
+void BeginCommand(NbdClientCommand& command, Request& request, const NbdFeatures& features) {
   command.request = &request;
   command.losses = 0;
   command.last_loss = NbdClock::time_point::min();
   command.done = 0;
   if (request.op == Op::kFlush) {
-    command.stage = features.send_flush ? NbdCommand::Stage::kMain : NbdCommand::Stage::kDone;
+    command.stage = features.send_flush ? NbdClientCommand::Stage::kMain : NbdClientCommand::Stage::kDone;
   } else if ((request.flags & kPreflush) != 0 && features.send_flush) {
-    command.stage = NbdCommand::Stage::kPreflush;
+    command.stage = NbdClientCommand::Stage::kPreflush;
   } else {
     command.stage = MainOrAfter(command, features);
   }
 }
 
-void AdvanceCommand(NbdCommand& command, const NbdFeatures& features) {
+void AdvanceCommand(NbdClientCommand& command, const NbdFeatures& features) {
   switch (command.stage) {
-    case NbdCommand::Stage::kPreflush:
+    case NbdClientCommand::Stage::kPreflush:
       command.stage = MainOrAfter(command, features);
       return;
-    case NbdCommand::Stage::kMain:
+    case NbdClientCommand::Stage::kMain:
       command.done += command.sent_length;
       if (command.request->op == Op::kFlush) {
-        command.stage = NbdCommand::Stage::kDone;
+        command.stage = NbdClientCommand::Stage::kDone;
       } else if (command.done < command.request->length) {
-        command.stage = NbdCommand::Stage::kMain;
+        command.stage = NbdClientCommand::Stage::kMain;
       } else {
         command.stage = AfterMain(command, features);
       }
       return;
-    case NbdCommand::Stage::kFuaFlush:
-    case NbdCommand::Stage::kDone:
-      command.stage = NbdCommand::Stage::kDone;
+    case NbdClientCommand::Stage::kFuaFlush:
+    case NbdClientCommand::Stage::kDone:
+      command.stage = NbdClientCommand::Stage::kDone;
       return;
   }
 }
 
-NbdWireCommand WireCommand(const NbdCommand& command, const NbdFeatures& features) {
+NbdWireCommand WireCommand(const NbdClientCommand& command, const NbdFeatures& features) {
   const Request& request = *command.request;
-  if (command.stage != NbdCommand::Stage::kMain || request.op == Op::kFlush) return {};
+  if (command.stage != NbdClientCommand::Stage::kMain || request.op == Op::kFlush) return {};
   return NbdWireCommand{
       .op = request.op,
       .offset = request.offset + command.done,
@@ -80,22 +80,22 @@ NbdWireCommand WireCommand(const NbdCommand& command, const NbdFeatures& feature
       .fua = request.op != Op::kRead && (request.flags & kFua) != 0 && features.send_fua};
 }
 
-std::string DescribeCommand(const NbdCommand& command) {
+std::string DescribeCommand(const NbdClientCommand& command) {
   const Request& request = *command.request;
   return absl::StrCat("NBD ", OpName(request.op), " at offset ", request.offset, " length ",
                       request.length);
 }
 
-absl::Status ServerError(const NbdCommand& command, int error_number) {
+absl::Status ServerError(const NbdClientCommand& command, int error_number) {
   const Request& request = *command.request;
-  absl::string_view stage = command.stage == NbdCommand::Stage::kPreflush   ? " (its preflush)"
-                            : command.stage == NbdCommand::Stage::kFuaFlush ? " (its FUA flush)"
+  absl::string_view stage = command.stage == NbdClientCommand::Stage::kPreflush   ? " (its preflush)"
+                            : command.stage == NbdClientCommand::Stage::kFuaFlush ? " (its FUA flush)"
                                                                             : "";
   return ErrnoStatus(error_number, absl::StrCat("NBD ", OpName(request.op), stage), request.offset,
                      request.length);
 }
 
-absl::Status ClosedError(const NbdCommand& command) {
+absl::Status ClosedError(const NbdClientCommand& command) {
   return absl::CancelledError(
       absl::StrCat(DescribeCommand(command), ": the NBD device was closed first"));
 }
