@@ -45,7 +45,9 @@ std::span<const CommandDoc> CommandDocs() {
        "metadata is refused and left untouched.",
        {{"--metadata", "METADATA", "The metadata device (table form: first device)."},
         {"--dest", "DEST", "The destination device, which becomes the copy."},
-        {"--source", "SOURCE", "The source device; it is only ever read."},
+        {"--source", "SOURCE",
+         "The source device; it is only ever read. It may also be a remote NBD export named "
+         "by URI (nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH)."},
         {"--region-size", "SIZE",
          "The unit of copying, in bytes with an optional K, M or G suffix, e.g. 64K."},
         {"--no-hydration", "", "Start with background hydration disabled (no_hydration)."},
@@ -191,7 +193,8 @@ absl::string_view ManualDescription() {
          "slow, SOURCE, while its data is copied (\"hydrated\") region by region into a fast "
          "destination, DEST. A small METADATA device records, crash-consistently, which "
          "regions of DEST are valid.\n\n"
-         "Devices are regular files or block devices. A clone is created once under a NAME, "
+         "Devices are regular files or block devices; the source may also be an NBD URI. A "
+         "clone is created once under a NAME, "
          "then run by serve or hydrate, watched with status, steered with message, and "
          "finished with finalize once every region is hydrated.";
 }
