@@ -24,12 +24,13 @@
 //
 // Backends: file (FileDevice + CopyFileRangeCopier) and, where liburing is
 // built, uring and uring-direct (UringDevice buffered or O_DIRECT +
-// UringCopier). The source is opened read-only.
+// UringCopier; --rings rings per device). The source is opened read-only.
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -66,6 +67,7 @@ ABSL_FLAG(uint64_t, batch, 16, "hydrate: contiguous regions per copy job");
 ABSL_FLAG(uint64_t, chunk, 1 << 20, "uring copier: bytes per linked read -> write");
 ABSL_FLAG(int, in_flight, 32, "uring copier: chunks in flight");
 ABSL_FLAG(int, copy_threads, 4, "file copier: copy_file_range threads");
+ABSL_FLAG(int, rings, 1, "uring devices: rings, each with its own thread");
 ABSL_FLAG(std::string, op, "randread", "randio: randread or randwrite");
 ABSL_FLAG(int, qd, 1, "randio: requests kept in flight");
 ABSL_FLAG(double, seconds, 5, "randio: how long to run");
@@ -77,6 +79,12 @@ namespace blkclone {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+#ifdef BLKCLONE_HAVE_URING
+constexpr char kBackends[] = "file, uring, uring-direct";
+#else
+constexpr char kBackends[] = "file (uring and uring-direct need liburing)";
+#endif
 
 double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -104,10 +112,12 @@ absl::StatusOr<Stack<FileDevice, CopyFileRangeCopier>> OpenFileStack() {
 #ifdef BLKCLONE_HAVE_URING
 absl::StatusOr<Stack<UringDevice, UringCopier>> OpenUringStack(bool direct) {
   Stack<UringDevice, UringCopier> stack;
-  BLKCLONE_ASSIGN_OR_RETURN(stack.source, UringDevice::Open(absl::GetFlag(FLAGS_source),
-                                                            {.read_only = true, .direct = direct}));
-  BLKCLONE_ASSIGN_OR_RETURN(stack.dest,
-                            UringDevice::Open(absl::GetFlag(FLAGS_dest), {.direct = direct}));
+  const int rings = absl::GetFlag(FLAGS_rings);
+  BLKCLONE_ASSIGN_OR_RETURN(
+      stack.source, UringDevice::Open(absl::GetFlag(FLAGS_source),
+                                      {.read_only = true, .rings = rings, .direct = direct}));
+  BLKCLONE_ASSIGN_OR_RETURN(
+      stack.dest, UringDevice::Open(absl::GetFlag(FLAGS_dest), {.rings = rings, .direct = direct}));
   BLKCLONE_ASSIGN_OR_RETURN(stack.copier,
                             UringCopier::Create(*stack.source, *stack.dest,
                                                 {.chunk_size = absl::GetFlag(FLAGS_chunk),
@@ -358,14 +368,8 @@ absl::Status Main(const std::string& command) {
   if (backend == "uring" || backend == "uring-direct")
     return RunOn(OpenUringStack(backend == "uring-direct"), command);
 #endif
-  return absl::InvalidArgumentError(absl::StrCat("--backend ", backend,
-                                                 " is not built in; this build has: file",
-#ifdef BLKCLONE_HAVE_URING
-                                                 ", uring, uring-direct"
-#else
-                                                 " (uring and uring-direct need liburing)"
-#endif
-                                                 ));
+  return absl::InvalidArgumentError(
+      absl::StrCat("--backend ", backend, ": this build has ", kBackends));
 }
 
 }  // namespace

@@ -54,6 +54,7 @@ class CondVar {
     lock.release();
     return result;
   }
+  void Signal() { cv_.notify_one(); }
   void SignalAll() { cv_.notify_all(); }
 
  private:

@@ -36,7 +36,7 @@ class WorkerPool {
   void Push(Item& item) {
     MutexLock lock(mu_);
     queue_.push_back(item);
-    cv_.SignalAll();
+    cv_.Signal();  // one item needs one worker; waking all costs a context switch each
   }
 
  private:
