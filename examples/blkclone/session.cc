@@ -65,6 +65,12 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(const CloneRecord& record
   return session;
 }
 
+// Copies in flight cap the hydration rate from a slow source (threshold x
+// region / latency needs as many at once as the threshold allows), so there
+// are as many as the largest useful threshold; 256 KiB buffers keep that to
+// 16 MiB.
+constexpr BufferedCopierOptions kCopierOptions = {.chunk_size = 256 << 10, .max_in_flight = 64};
+
 Session::Session(CloneRecord record, const SessionOptions& options, AnyBlockDevice source,
                  AnyBlockDevice dest, std::unique_ptr<PersistentMetadata> metadata)
     : record_(std::move(record)),
@@ -72,7 +78,7 @@ Session::Session(CloneRecord record, const SessionOptions& options, AnyBlockDevi
       dest_(std::move(dest)),
       metadata_(std::move(metadata)),
       limiter_(options.rate_limit),
-      buffered_(source_, dest_),
+      buffered_(source_, dest_, kCopierOptions),
       copier_(buffered_, limiter_),
       events_(std::make_unique<EventLog>(options.log_prefix, record_.name)) {}
 
