@@ -8,6 +8,8 @@ pkg_check_modules(liburing IMPORTED_TARGET liburing>=2.0)  # Debian ships no CMa
 pkg_check_modules(libnbd IMPORTED_TARGET libnbd)
 # Optional: blkclone::fuse_export is built only where libfuse3 is found.
 pkg_check_modules(fuse3 IMPORTED_TARGET fuse3)
+# Optional: blkclone::rbd (Ceph RBD images) is built only where librbd is found.
+find_package(Ceph)
 
 if(BLKCLONE_BUILD_TESTS)
   find_package(GTest REQUIRED)

@@ -8,4 +8,5 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/blkcloneConfigVersi
   COMPATIBILITY SameMinorVersion)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/blkcloneConfig.cmake
               ${CMAKE_CURRENT_BINARY_DIR}/blkcloneConfigVersion.cmake
+              ${PROJECT_SOURCE_DIR}/cmake/FindCeph.cmake
         DESTINATION ${BLKCLONE_CMAKE_DIR})

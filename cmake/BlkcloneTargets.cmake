@@ -29,12 +29,19 @@ function(blkclone_add_library)
   install(DIRECTORY ${ARG_INCLUDE_DIR}/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 endfunction()
 
-# blkclone_add_test(<name> SOURCES ... DEPS ...): a GoogleTest binary whose
-# tests ctest discovers one by one.
+# blkclone_add_test(<name> SOURCES ... DEPS ... [WRAPPER command...]): a
+# GoogleTest binary whose tests ctest discovers one by one; with WRAPPER, one
+# ctest test runs the whole binary under that command instead (e.g. a script
+# that starts a server around it; exit status 77 means skipped).
 function(blkclone_add_test name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;WRAPPER" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
   blkclone_target_warnings(${name})
-  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)
+  if(ARG_WRAPPER)
+    add_test(NAME ${name} COMMAND ${ARG_WRAPPER} $<TARGET_FILE:${name}>)
+    set_tests_properties(${name} PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77)
+  else()
+    gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)
+  endif()
 endfunction()

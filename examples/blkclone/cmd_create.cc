@@ -1,5 +1,6 @@
 // blkclone create: validate a clone's table and devices, format its metadata,
 // record it. Every check runs before the one write (the format).
+#include <array>
 #include <bit>
 #include <cstdio>
 #include <filesystem>
@@ -70,7 +71,7 @@ absl::Status MakePathsAbsolute(CloneTable& table) {
     if (std::any_of(path->begin(), path->end(), absl::ascii_isspace))
       return absl::InvalidArgumentError(
           absl::StrCat(role, " ", *path, ": contains whitespace, which a table line cannot hold"));
-    if (!IsNbdUri(*path)) *path = std::filesystem::absolute(*path).lexically_normal().string();
+    if (!IsRemoteName(*path)) *path = std::filesystem::absolute(*path).lexically_normal().string();
   }
   return absl::OkStatus();
 }
@@ -115,6 +116,8 @@ absl::StatusOr<int> RunCreate(const ParsedArgs& args) {
   BLKCLONE_RETURN_IF_ERROR(CheckName(name));
   BLKCLONE_ASSIGN_OR_RETURN(CloneTable table, TableFromArgs(args));
   BLKCLONE_RETURN_IF_ERROR(MakePathsAbsolute(table));
+  BLKCLONE_RETURN_IF_ERROR(ApplyCephConf(
+      args, std::array{&table.metadata_device, &table.destination_device, &table.source_device}));
   BLKCLONE_ASSIGN_OR_RETURN(Backend backend, BackendFromArgs(args));
   BLKCLONE_RETURN_IF_ERROR(CheckDistinctDevices(table));
   const StateDir dir = StateDir::FromArgs(args);

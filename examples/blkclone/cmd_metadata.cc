@@ -1,4 +1,5 @@
 // blkclone check and blkclone dump: offline inspection of a metadata device.
+#include <array>
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
@@ -14,7 +15,9 @@ namespace {
 absl::StatusOr<AnyBlockDevice> OpenMetadata(const ParsedArgs& args, Access access) {
   BLKCLONE_RETURN_IF_ERROR(ExpectPositional(args, 1, 1, "METADATA"));
   BLKCLONE_ASSIGN_OR_RETURN(Backend backend, BackendFromArgs(args));
-  return OpenDevice("metadata device", args.positional[0], backend, access);
+  std::string path = args.positional[0];
+  BLKCLONE_RETURN_IF_ERROR(ApplyCephConf(args, std::array{&path}));
+  return OpenDevice("metadata device", path, backend, access);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -19,14 +20,18 @@
 #ifdef BLKCLONE_HAVE_NBD
 #include "blkclone/nbd_device.hpp"
 #endif
+#ifdef BLKCLONE_HAVE_RBD
+#include "blkclone/rbd_device.hpp"
+#endif
+#include "rbd_name.hpp"
 
 namespace blkclone::cli {
 namespace {
 
 // What identifies a file or block device, whatever path names it.
-std::pair<dev_t, ino_t> Identity(const struct stat& st) {
-  return S_ISBLK(st.st_mode) ? std::pair<dev_t, ino_t>{st.st_rdev, 0}
-                             : std::pair<dev_t, ino_t>{st.st_dev, st.st_ino};
+std::string Identity(const struct stat& st) {
+  return S_ISBLK(st.st_mode) ? absl::StrCat("block ", st.st_rdev)
+                             : absl::StrCat("file ", st.st_dev, ":", st.st_ino);
 }
 
 // The file behind `path`, which must exist and be a regular file or block device.
@@ -53,14 +58,19 @@ constexpr std::pair<absl::string_view, Backend> kBackends[] = {
 #endif
 };
 
+// `value`, or its error with the role in front.
+template <class T>
+absl::StatusOr<T> WithRole(absl::string_view role, absl::StatusOr<T> value) {
+  if (value.ok()) return value;
+  return absl::Status(value.status().code(), absl::StrCat(role, ": ", value.status().message()));
+}
+
 // The device `open` made, or its error with the role in front.
 template <class Device>
 absl::StatusOr<AnyBlockDevice> Wrap(absl::string_view role,
                                     absl::StatusOr<std::unique_ptr<Device>> device) {
-  if (!device.ok())
-    return absl::Status(device.status().code(),
-                        absl::StrCat(role, ": ", device.status().message()));
-  return AnyBlockDevice(*std::move(device));
+  BLKCLONE_ASSIGN_OR_RETURN(std::unique_ptr<Device> opened, WithRole(role, std::move(device)));
+  return AnyBlockDevice(std::move(opened));
 }
 
 }  // namespace
@@ -97,9 +107,45 @@ absl::StatusOr<AnyBlockDevice> OpenNbdSource(absl::string_view role, const std::
 #endif
 }
 
+// An RBD image by rbd: name, whatever the backend chosen for local devices.
+absl::StatusOr<AnyBlockDevice> OpenRbdImage(absl::string_view role, const std::string& path,
+                                            Access access) {
+  BLKCLONE_ASSIGN_OR_RETURN(const RbdName name, WithRole(role, RbdName::Parse(path)));
+#ifdef BLKCLONE_HAVE_RBD
+  BLKCLONE_ASSIGN_OR_RETURN(const RbdImageSpec spec, WithRole(role, RbdImageSpec::Parse(name.image)));
+  RbdOptions options{.writable = access == Access::kReadWrite, .ceph_conf = name.ceph_conf};
+  if (!name.client_id.empty()) options.client_id = name.client_id;
+  return Wrap(role, RbdDevice::Open(spec, options));
+#else
+  return absl::UnimplementedError(absl::StrCat(
+      role, " ", path, ": RBD images need the rbd backend (librbd), not built in"));
+#endif
+}
+
+bool IsRemoteName(absl::string_view path) { return IsNbdUri(path) || IsRbdName(path); }
+
+absl::Status ApplyCephConf(const ParsedArgs& args, std::span<std::string* const> paths) {
+  const std::optional<std::string> conf = args.Get("--ceph-conf");
+  if (!conf) return absl::OkStatus();
+  bool applied = false;
+  for (std::string* path : paths) {
+    if (!IsRbdName(*path)) continue;
+    BLKCLONE_ASSIGN_OR_RETURN(RbdName name, RbdName::Parse(*path));
+    if (name.ceph_conf.empty())
+      name.ceph_conf = std::filesystem::absolute(*conf).lexically_normal().string();
+    *path = name.ToString();
+    applied = true;
+  }
+  if (!applied)
+    return absl::InvalidArgumentError(
+        absl::StrCat("--ceph-conf ", *conf, ": no device is an RBD image (rbd:POOL/IMAGE)"));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<AnyBlockDevice> OpenDevice(absl::string_view role, const std::string& path,
                                           Backend backend, Access access) {
   if (IsNbdUri(path)) return OpenNbdSource(role, path, access);
+  if (IsRbdName(path)) return OpenRbdImage(role, path, access);
   BLKCLONE_RETURN_IF_ERROR(StatDevice(role, path).status());
   const bool read_only = access == Access::kReadOnly;
   switch (backend) {
@@ -123,16 +169,21 @@ absl::Status CheckDistinctDevices(const CloneTable& table) {
       {"metadata device", &table.metadata_device},
       {"destination", &table.destination_device},
       {"source", &table.source_device}};
-  std::pair<dev_t, ino_t> identities[3];
+  std::string identities[3];
   for (int i = 0; i < 3; ++i) {
-    if (IsNbdUri(*devices[i].second)) {
+    const std::string& path = *devices[i].second;
+    if (IsNbdUri(path)) {
       if (i != 2)
-        return absl::InvalidArgumentError(absl::StrCat(devices[i].first, " ", *devices[i].second,
-                                                       ": an NBD URI can only name the source"));
-      continue;  // remote: cannot be one of the local devices
+        return absl::InvalidArgumentError(
+            absl::StrCat(devices[i].first, " ", path, ": an NBD URI can only name the source"));
+      identities[i] = path;  // remote: cannot be one of the local devices
+    } else if (IsRbdName(path)) {
+      BLKCLONE_ASSIGN_OR_RETURN(const RbdName name, WithRole(devices[i].first, RbdName::Parse(path)));
+      identities[i] = absl::StrCat("rbd ", name.ceph_conf, " ", name.image);
+    } else {
+      BLKCLONE_ASSIGN_OR_RETURN(struct stat st, StatDevice(devices[i].first, path));
+      identities[i] = Identity(st);
     }
-    BLKCLONE_ASSIGN_OR_RETURN(struct stat st, StatDevice(devices[i].first, *devices[i].second));
-    identities[i] = Identity(st);
     for (int j = 0; j < i; ++j) {
       if (identities[j] == identities[i])
         return absl::InvalidArgumentError(absl::StrCat(devices[i].first, " ", *devices[i].second,

@@ -15,6 +15,10 @@ constexpr OptionDoc kBackend = {
     "--backend", "NAME",
     "How devices are accessed: file (pread and pwrite; the default), direct (O_DIRECT, past the "
     "page cache) or uring (io_uring); direct and uring where the build includes them."};
+constexpr OptionDoc kCephConf = {
+    "--ceph-conf", "FILE",
+    "The ceph.conf of the cluster that rbd: devices live in, recorded into each rbd: name "
+    "that names none (as :conf=FILE). Default: $CEPH_CONF, else /etc/ceph/ceph.conf."};
 constexpr OptionDoc kThreshold = {
     "--threshold", "N",
     "Most regions copied at once by background hydration (hydration_threshold)."};
@@ -47,7 +51,8 @@ std::span<const CommandDoc> CommandDocs() {
         {"--dest", "DEST", "The destination device, which becomes the copy."},
         {"--source", "SOURCE",
          "The source device; it is only ever read. It may also be a remote NBD export named "
-         "by URI (nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH)."},
+         "by URI (nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH), or an RBD "
+         "image or snapshot (see DEVICES)."},
         {"--region-size", "SIZE",
          "The unit of copying, in bytes with an optional K, M or G suffix, e.g. 64K."},
         {"--no-hydration", "", "Start with background hydration disabled (no_hydration)."},
@@ -56,6 +61,7 @@ std::span<const CommandDoc> CommandDocs() {
         kThreshold,
         kBatchSize,
         kBackend,
+        kCephConf,
         kStateDir}},
       {"serve",
        "NAME [--nbd unix:PATH|tcp:HOST:PORT] [--nbd-name EXPORT] [--fuse DIR] [--backend NAME]",
@@ -151,13 +157,14 @@ std::span<const CommandDoc> CommandDocs() {
        {{"--clear-needs-check-flag", "",
          "When the check passes, clear the needs_check flag that detected damage sets; "
          "read-write opens are refused while it is set."},
-        kBackend}},
+        kBackend,
+        kCephConf}},
       {"dump",
        "METADATA [--json]",
        "Print the committed state of a metadata device.",
        "Geometry, UUID, generation, flags, space use and the hydrated regions as ranges, as "
        "text or as JSON (keys in docs/metadata-format.md).",
-       {{"--json", "", "Print one JSON object."}, kBackend}},
+       {{"--json", "", "Print one JSON object."}, kBackend, kCephConf}},
       {"verify",
        "NAME",
        "Compare the destination's hydrated regions with the source.",
@@ -193,14 +200,26 @@ absl::string_view ManualDescription() {
          "slow, SOURCE, while its data is copied (\"hydrated\") region by region into a fast "
          "destination, DEST. A small METADATA device records, crash-consistently, which "
          "regions of DEST are valid.\n\n"
-         "Devices are regular files or block devices; the source may also be an NBD URI. A "
-         "clone is created once under a NAME, "
+         "Devices are regular files, block devices or Ceph RBD images; the source may also be "
+         "an NBD URI (see DEVICES). A clone is created once under a NAME, "
          "then run by serve or hydrate, watched with status, steered with message, and "
          "finished with finalize once every region is hydrated.";
 }
 
 std::span<const SectionDoc> ManualSections() {
-  static const auto* const kSections = new std::array<SectionDoc, 8>{{
+  static const auto* const kSections = new std::array<SectionDoc, 9>{{
+      {"DEVICES",
+       "A device is named by the path of a regular file or block device, by an NBD URI "
+       "(the source only: nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH and their "
+       "TLS forms nbds://, nbds+unix://), or by an RBD image name:\n\n"
+       "  rbd:POOL/[NAMESPACE/]IMAGE[@SNAPSHOT][:conf=CEPH_CONF][:id=CLIENT_ID]\n\n"
+       "An RBD image must exist (rbd create) and be at least as large as it needs to be; a "
+       "snapshot can only be the source. librbd's cache is off, so that a completed write is "
+       "durable. create's --ceph-conf fills in :conf= for the rbd: names that lack it, and the "
+       "name is recorded as it is, so later commands reach the same cluster. Example, a "
+       "golden image cloned to a local disk:\n\n"
+       "  blkclone create vm1 --source rbd:rbd/golden@v2 --dest /dev/nvme0n1p2 --metadata "
+       "/dev/vg/meta --region-size 4M --ceph-conf /etc/ceph/prod.conf"},
       {"TABLE LINE",
        "create takes dm-clone's table line:\n\n"
        "  clone <metadata dev> <destination dev> <source dev> <region size>\n"

@@ -81,3 +81,26 @@ hydrated_bytes() {
 hydrated() {
   "$BLKCLONE" status "$1" | cut -d' ' -f4
 }
+
+# kill_hydrate_midway NAME REGIONS: runs a rate-limited hydrate of NAME and
+# kills it with -9 part-way (past 4 MiB, then more than a commit interval of
+# 1 s), then checks that more than one but not all REGIONS were recorded as
+# hydrated. The "<hydrated>/<total>" at the kill is left in KILLED_AT.
+kill_hydrate_midway() {
+  local pid done_regions
+  "$BLKCLONE" hydrate "$1" --rate-limit 8M >hydrate.out 2>hydrate.err &
+  pid=$!
+  BACKGROUND+=("$pid")
+  wait_socket "$1" "$pid"
+  for _ in $(seq 300); do
+    [ "$(hydrated_bytes "$1")" -ge $((4 << 20)) ] && break
+    sleep 0.1
+  done
+  sleep 1.5
+  kill -9 "$pid"
+  wait "$pid" 2>/dev/null || true
+  KILLED_AT=$(hydrated "$1")
+  done_regions=${KILLED_AT%/*}
+  [ "$done_regions" -gt 1 ] && [ "$done_regions" -lt "$2" ] ||
+    fail "after kill -9: $KILLED_AT hydrated"
+}
