@@ -14,7 +14,7 @@ now() { date +%s.%N; }
 calc() {
   local expression=$1
   shift
-  awk "${@/#/-v}" "BEGIN { printf \"%.10g\", ($expression) }" </dev/null
+  awk "${@/#/-v}" "BEGIN { printf \"%.15g\", ($expression) }" </dev/null
 }
 
 # median NUMBER...: the middle value (the lower middle of an even count).

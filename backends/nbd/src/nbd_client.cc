@@ -50,8 +50,11 @@ absl::StatusOr<std::unique_ptr<NbdClient>> NbdClient::Start(const std::string& u
   if (nbd_supports_uri(handle) != 1)
     return absl::UnimplementedError(absl::StrCat(context, ": libnbd was built without NBD URIs"));
   // Structured replies let the server fail a read cleanly in the middle and
-  // let libnbd check that a read was answered in full.
+  // let libnbd check that a read was answered in full. A read's buffer is
+  // used only after it succeeded, i.e. was filled in full, so libnbd's zeroing
+  // of each buffer beforehand (a tenth of the client's CPU when hydrating) is off.
   if (nbd_set_request_structured_replies(handle, true) == -1 ||
+      nbd_set_pread_initialize(handle, false) == -1 ||
       nbd_aio_connect_uri(handle, uri.c_str()) == -1)
     return LibnbdError(context);
   return client;
