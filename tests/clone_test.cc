@@ -16,23 +16,18 @@
 #include "controlled_copier.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "test_bytes.hpp"
 
 namespace blkclone {
 namespace {
 
+using testing::RandomBytes;
 using ::testing::HasSubstr;
 using Bytes = std::vector<std::byte>;
 
 constexpr uint64_t kRegion = 16 << 10;
 constexpr uint64_t kSourceSize = 10 * kRegion + 4096;  // ten regions and a short one
 constexpr uint64_t kRegions = 11;
-
-Bytes RandomBytes(size_t n, uint32_t seed) {
-  Bytes bytes(n);
-  std::mt19937 rng(seed);
-  for (auto& b : bytes) b = std::byte(rng());
-  return bytes;
-}
 
 // An asynchronous request whose completion the test can wait for.
 struct PendingIo {

@@ -8,18 +8,14 @@
 #include "blkclone/sync_io.hpp"
 #include "blkclone/testing/memory_device.hpp"
 #include "gtest/gtest.h"
+#include "test_bytes.hpp"
 
 namespace blkclone {
 namespace {
 
-static_assert(Copier<BufferedCopier<MemoryDevice, MemoryDevice>>);
+using testing::RandomBytes;
 
-std::vector<std::byte> RandomBytes(size_t n, uint32_t seed) {
-  std::vector<std::byte> bytes(n);
-  std::mt19937 rng(seed);
-  for (auto& b : bytes) b = std::byte(rng());
-  return bytes;
-}
+static_assert(Copier<BufferedCopier<MemoryDevice, MemoryDevice>>);
 
 struct CopyResult {
   CopyJob job;

@@ -16,20 +16,15 @@
 #include "blkclone/sync_io.hpp"
 #include "blkclone/testing/temp_dir.hpp"
 #include "gtest/gtest.h"
+#include "test_bytes.hpp"
 
 namespace blkclone {
 namespace {
 
+using testing::RandomBytes;
 using Bytes = std::vector<std::byte>;
 using testing::TempDir;
 constexpr uint64_t kSize = 8 << 20;
-
-Bytes RandomBytes(size_t n, uint32_t seed) {
-  Bytes bytes(n);
-  std::mt19937 rng(seed);
-  for (auto& b : bytes) b = std::byte(rng());
-  return bytes;
-}
 
 std::unique_ptr<FileDevice> FileWith(const TempDir& dir, const std::string& name,
                                      const Bytes& content) {

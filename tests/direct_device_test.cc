@@ -17,6 +17,7 @@
 #include "blkclone/testing/device_conformance.hpp"
 #include "blkclone/testing/temp_dir.hpp"
 #include "device_factories.hpp"
+#include "scratch_files.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "request_batch.hpp"
@@ -30,7 +31,7 @@ using testing::LoopDevice;
 using testing::LoopFactory;
 using testing::PathFactory;
 using testing::RequestBatch;
-using testing::TempDir;
+using testing::FileBytes;
 
 template <bool kStrict, uint32_t kMinAlignment>
 struct OpenDirect {
@@ -56,25 +57,7 @@ INSTANTIATE_TYPED_TEST_SUITE_P(Direct, DeviceConformanceTest, DirectFactories);
 }  // namespace testing
 namespace {
 
-// The bytes of `file`, read without the device.
-std::vector<std::byte> FileBytes(const std::string& path, size_t size) {
-  std::vector<std::byte> bytes(size);
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  EXPECT_GE(fd, 0);
-  EXPECT_EQ(::pread(fd, bytes.data(), size, 0), static_cast<ssize_t>(size));
-  ::close(fd);
-  return bytes;
-}
-
-class DirectDeviceTest : public ::testing::Test {
- protected:
-  std::string NewFile(uint64_t size) {
-    return *dir_.CreateFile("f" + std::to_string(files_++) + ".img", size);
-  }
-
-  TempDir dir_ = *TempDir::Create("direct-device-test");
-  int files_ = 0;
-};
+using DirectDeviceTest = testing::ScratchFileTest;
 
 TEST_F(DirectDeviceTest, AlignedRequestsGoStraightThrough) {
   BLKCLONE_ASSIGN_DEVICE_OR_SKIP(auto device, DirectDevice::Open(NewFile(1 << 20), {}));

@@ -39,23 +39,15 @@
 #include "controlled_copier.hpp"
 #include "gtest/gtest.h"
 #include "range_lock.hpp"
+#include "test_bytes.hpp"
 
 namespace blkclone {
 namespace {
 
+using testing::RandomBytes;
+using testing::Slice;
 using Bytes = std::vector<std::byte>;
 using testing::TempDir;
-
-Bytes RandomBytes(size_t n, uint32_t seed) {
-  Bytes bytes(n);
-  std::mt19937 rng(seed);
-  for (auto& b : bytes) b = std::byte(rng());
-  return bytes;
-}
-
-Bytes Slice(const Bytes& bytes, uint64_t offset, uint64_t length) {
-  return Bytes(bytes.begin() + offset, bytes.begin() + offset + length);
-}
 
 // ---------------------------------------------------------------------------
 // RangeLock and ByteIo, without FUSE.

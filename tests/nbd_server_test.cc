@@ -47,11 +47,15 @@
 #include "controlled_copier.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "test_bytes.hpp"
 
 extern char** environ;
 
 namespace blkclone {
 namespace {
+
+using testing::RandomBytes;
+using testing::Slice;
 
 namespace nbd = internal::nbd;
 using ::testing::HasSubstr;
@@ -61,17 +65,6 @@ using testing::TempDir;
 
 constexpr uint64_t kSize = 8 << 20;
 constexpr uint64_t kMiB = 1 << 20;
-
-Bytes RandomBytes(size_t n, uint32_t seed) {
-  Bytes bytes(n);
-  std::mt19937 rng(seed);
-  for (auto& b : bytes) b = std::byte(rng());
-  return bytes;
-}
-
-Bytes Slice(const Bytes& bytes, uint64_t offset, uint64_t length) {
-  return Bytes(bytes.begin() + offset, bytes.begin() + offset + length);
-}
 
 Bytes ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

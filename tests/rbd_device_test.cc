@@ -23,10 +23,12 @@
 #include "gtest/gtest.h"
 #include "rbd_test_pool.hpp"
 #include "request_batch.hpp"
+#include "test_bytes.hpp"
 
 namespace blkclone {
 namespace {
 
+using testing::RandomBytes;
 using namespace std::chrono_literals;
 using testing::AlignedBuffer;
 using testing::RbdTestPool;
@@ -45,13 +47,6 @@ RbdTestPool* SharedPool() {
     return connected->release();
   }();
   return pool;
-}
-
-Bytes RandomBytes(size_t size, uint32_t seed) {
-  Bytes bytes(size);
-  std::mt19937 rng(seed);
-  for (std::byte& b : bytes) b = std::byte(rng());
-  return bytes;
 }
 
 // Writable images for the conformance suite; a "crash" closes and reopens the

@@ -23,31 +23,19 @@
 #include "blkclone/sync_io.hpp"
 #include "blkclone/testing/temp_dir.hpp"
 #include "device_factories.hpp"
+#include "scratch_files.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "test_bytes.hpp"
 
 namespace blkclone {
 namespace {
 
+using testing::RandomBytes;
 using ::testing::HasSubstr;
+using testing::FileBytes;
 using testing::TempDir;
 using Bytes = std::vector<std::byte>;
-
-Bytes RandomBytes(size_t n, uint32_t seed) {
-  Bytes bytes(n);
-  std::mt19937 rng(seed);
-  for (auto& b : bytes) b = std::byte(rng());
-  return bytes;
-}
-
-Bytes FileBytes(const std::string& path, size_t size) {
-  Bytes bytes(size);
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  EXPECT_GE(fd, 0);
-  EXPECT_EQ(::pread(fd, bytes.data(), size, 0), static_cast<ssize_t>(size));
-  ::close(fd);
-  return bytes;
-}
 
 // Copy jobs awaited together, each completion counted.
 class JobSet {

@@ -26,6 +26,7 @@
 #include "blkclone/testing/device_conformance.hpp"
 #include "blkclone/testing/temp_dir.hpp"
 #include "device_factories.hpp"
+#include "scratch_files.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "request_batch.hpp"
@@ -38,7 +39,7 @@ using ::testing::HasSubstr;
 using testing::LoopFactory;
 using testing::PathFactory;
 using testing::RequestBatch;
-using testing::TempDir;
+using testing::FileBytes;
 
 template <UringDevice::Options kOptions>
 struct OpenUring {
@@ -66,24 +67,7 @@ INSTANTIATE_TYPED_TEST_SUITE_P(Uring, DeviceConformanceTest, UringFactories);
 }  // namespace testing
 namespace {
 
-std::vector<std::byte> FileBytes(const std::string& path, size_t size) {
-  std::vector<std::byte> bytes(size);
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  EXPECT_GE(fd, 0);
-  EXPECT_EQ(::pread(fd, bytes.data(), size, 0), static_cast<ssize_t>(size));
-  ::close(fd);
-  return bytes;
-}
-
-class UringDeviceTest : public ::testing::Test {
- protected:
-  std::string NewFile(uint64_t size) {
-    return *dir_.CreateFile("f" + std::to_string(files_++) + ".img", size);
-  }
-
-  TempDir dir_ = *TempDir::Create("uring-device-test");
-  int files_ = 0;
-};
+using UringDeviceTest = testing::ScratchFileTest;
 
 TEST_F(UringDeviceTest, ContinuesAShortReadWhereTheKernelStopped) {
   constexpr uint64_t kSize = 1 << 20;

@@ -142,3 +142,14 @@ wait_hydrated() {
   done
   fail "$1: not hydrated after 40 s: $("$BLKCLONE" status "$1")"
 }
+
+# fuse_clone_of_ext4 SIZE: a blank clone c (64 KiB regions, no_hydration) of
+# a new ext4 image of SIZE, served by `serve c --fuse ./mnt`.
+fuse_clone_of_ext4() {
+  ext4_source "$1"
+  expect 0 create c --metadata meta.img --dest dst.img --source src.img --region-size 64K \
+    --no-hydration
+  mkdir mnt
+  FUSES+=("$WORK/mnt")
+  serve c --fuse "$WORK/mnt"
+}

@@ -6,11 +6,7 @@ source "$HERE/lib.sh"
 source "$HERE/disk_lib.sh"
 need_fuse
 
-ext4_source 64M
-expect 0 create c --metadata meta.img --dest dst.img --source src.img --region-size 64K --no-hydration
-mkdir mnt
-FUSES+=("$WORK/mnt")
-serve c --fuse "$WORK/mnt"
+fuse_clone_of_ext4 64M
 contains serve.out "FUSE $WORK/mnt/disk"
 attach_and_mount mnt/disk fs
 check_sums fs old.sums
