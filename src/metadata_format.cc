@@ -289,22 +289,19 @@ absl::StatusOr<StoredHeader> ChooseSuperblock(std::span<const absl::StatusOr<Sto
     chosen.superblock_copies = copies_in_pair[pair];
     return chosen;
   }
-  auto all = [&](auto predicate) {
-    return std::all_of(slots.begin(), slots.end(),
-                       [&](const auto& slot) { return predicate(slot.status()); });
-  };
   auto any = [&](auto predicate) {
     return std::any_of(slots.begin(), slots.end(),
                        [&](const auto& slot) { return predicate(slot.status()); });
   };
-  if (all(absl::IsNotFound))
-    return absl::NotFoundError("blank metadata device: every superblock slot is all zeroes");
   if (any(absl::IsDataLoss)) {
     std::vector<absl::string_view> reasons;
     for (const auto& slot : slots) reasons.push_back(slot.status().message());
     return absl::DataLossError(
         absl::StrCat("no usable superblock: ", absl::StrJoin(reasons, "; ")));
   }
+  // Slots 2 and 3 may hold the bitmap of format 1 metadata whose superblocks were wiped.
+  if (absl::IsNotFound(slots[0].status()) && absl::IsNotFound(slots[1].status()))
+    return absl::NotFoundError("blank metadata device: superblock slots 0 and 1 are all zeroes");
   return absl::FailedPreconditionError(
       "not blkclone metadata: no superblock slot has the blkclone magic; the device is "
       "left untouched");

@@ -113,6 +113,16 @@ TEST(MetadataUpgradeTest, WithoutRoomForFormat2ItStaysFormat1AndCheckSaysSo) {
                                                  kUpgradableSize, " bytes"))));
 }
 
+TEST(MetadataUpgradeTest, Format1WithItsSuperblocksZeroedIsBlank) {
+  Format1 f = MakeFormat1(kUpgradableSize);
+  f.device->Fill(0, std::vector<std::byte>(2 * kMetadataBlockSize));  // its bitmap follows
+  auto meta = OpenOn(*f.device, kGeometry);
+  ASSERT_TRUE(meta.ok()) << meta.status();
+  EXPECT_EQ((*meta)->generation(), 0u);
+  EXPECT_EQ((*meta)->map().CountSet(), 0u);
+  EXPECT_EQ((*meta)->format_version(), 2u);
+}
+
 // The upgrade's writes, recorded from a read-write open of format 1 metadata.
 struct RecordedUpgrade {
   std::vector<std::byte> initial;

@@ -1,5 +1,5 @@
-# blkclone check and dump on clean metadata, and check on metadata with a
-# damaged committed bitmap block.
+# blkclone check and dump on clean metadata, and check on metadata whose
+# committed bitmap version lost both copies, then check --repair.
 source "$(dirname "$0")/lib.sh"
 
 images 16M
@@ -24,6 +24,23 @@ contains out "1 problem(s) found"
 expect 1 check meta.img --clear-needs-check-flag
 expect 1 dump meta.img
 contains err "bitmap block 0"
+
+# The clone does not open read-write until the loss is accepted by a repair,
+# after which hydration copies the lost regions again.
+head -c 64K /dev/urandom >w.bin
+expect 1 write c 0 w.bin
+contains err "bitmap block 0"
+expect 2 write c 0 w.bin
+contains err "needs_check is set"
+expect 2 check meta.img --repair --clear-needs-check-flag
+expect 0 check meta.img --repair
+contains out "repaired"
+contains out "metadata device meta.img: clean"
+expect 0 check meta.img
+expect 0 hydrate c
+expect 0 check meta.img
+contains out "256 of 256 regions hydrated"
+expect 0 verify c
 
 head -c 1M /dev/urandom >random.img
 expect 1 check random.img

@@ -80,8 +80,9 @@ absl::StatusOr<StoredHeader> DecodeSuperblock(ConstBlock block, int slot, uint64
 // with the highest generation, in the pair holding more copies of it (then the
 // lower slot). Else format 1 from slots 0 and 1: the valid one with the highest
 // generation (slot 0 on a tie). needs_check if any valid copy of that generation
-// has it. Errors: kNotFound all blank, kUnimplemented if any slot is of a newer
-// version, else kFailedPrecondition (not blkclone metadata) or kDataLoss.
+// has it. Errors: kUnimplemented if any slot is of a newer version, kDataLoss
+// if any has the magic, kNotFound if slots 0 and 1 are blank, else
+// kFailedPrecondition (not blkclone metadata).
 absl::StatusOr<StoredHeader> ChooseSuperblock(std::span<const absl::StatusOr<StoredHeader>> slots);
 
 // Bitmap payload word `index` (< kWordsPerBitmapBlock).
