@@ -248,6 +248,7 @@ absl::StatusOr<PersistentMetadata::Loaded> PersistentMetadata::Load(AnyBlockDevi
         if (choice.write_pair == 0) flags |= kNextInPairA;
         if (choice.MustRewrite() || !choice.damage.empty()) loaded.rewrite.push_back(view.index);
         loaded.repair |= choice.suspect_slot != internal::kNoSlot;
+        if (choice.slot == internal::kNoSlot) return absl::OkStatus();  // all zeroes
         const uint64_t base = view.index * kWordsPerBitmapBlock;
         const uint64_t words = internal::WordsInBlock(header.geometry.region_count, view.index);
         for (uint64_t w = 0; w < words; ++w) {
