@@ -60,34 +60,41 @@ uint64_t RegionMask(uint64_t region_count, uint64_t word) {
   return word == region_count / 64 && tail != 0 ? (uint64_t{1} << tail) - 1 : ~uint64_t{0};
 }
 
-// The current header, after reporting on both superblock slots.
-std::optional<StoredHeader> CheckSuperblocks(AnyBlockDevice& device, Findings& findings) {
-  absl::StatusOr<internal::BlockBuffer> raw = internal::ReadSuperblockBlocks(device);
-  if (!raw.ok()) {
-    findings.Problem(std::string(raw.status().message()));
-    return std::nullopt;
+// Reports on superblock slot `s`, which the current header was not read from.
+void CheckOtherSuperblock(const StoredHeader& header, int s,
+                          const absl::StatusOr<StoredHeader>& slot, bool checksum_matches,
+                          Findings& findings) {
+  const int copies = header.layout.copies;
+  const bool twin = internal::PairOf(s, copies) == internal::PairOf(header.superblock_slot, copies);
+  const std::string current = absl::StrCat("slot ", header.superblock_slot);
+  if (slot.ok()) {
+    if (slot->uuid != header.uuid) {
+      findings.Problem(absl::StrCat("superblock slot ", s, " belongs to other metadata (uuid ",
+                                    slot->uuid.ToString(), ", not ", header.uuid.ToString(), ")"));
+    } else if (slot->format_version != header.format_version) {
+      findings.Note(absl::StrCat("superblock slot ", s, " holds a format ", slot->format_version,
+                                 " superblock left by an upgrade; the next commit overwrites it"));
+    } else if (twin && slot->generation != header.generation) {
+      findings.Note(absl::StrCat("superblock slot ", s, " holds generation ", slot->generation,
+                                 ", not its twin's ", header.generation,
+                                 " (an interrupted commit); a read-write open rewrites the pair"));
+    }
+    return;
   }
-  const uint64_t size = device.info().size;
-  const std::array<absl::StatusOr<StoredHeader>, 2> slots = {
-      internal::DecodeSuperblock(raw->block(0), 0, size),
-      internal::DecodeSuperblock(raw->block(1), 1, size)};
-  absl::StatusOr<StoredHeader> header = internal::ChooseSuperblock(slots);
-  if (!header.ok()) {
-    findings.Problem(std::string(header.status().message()));
-    return std::nullopt;
-  }
-  const int other = 1 - header->superblock_slot;
-  const absl::Status& status = slots[other].status();
-  if (slots[other].ok()) {
-    if (slots[other]->uuid != header->uuid)
-      findings.Problem(absl::StrCat("superblock slot ", other, " belongs to other metadata (uuid ",
-                                    slots[other]->uuid.ToString(), ", not ",
-                                    header->uuid.ToString(), ")"));
-  } else if (absl::IsNotFound(status)) {
+  const absl::Status& status = slot.status();
+  if (absl::IsNotFound(status)) {
     findings.Note(absl::StrCat(status.message(),
                                " (an interrupted format, or wiped); the next "
                                "commit rewrites it"));
-  } else if (absl::IsDataLoss(status) && !internal::ChecksumMatches(raw->block(other))) {
+  } else if (copies > 1) {
+    // Every committed generation has two copies, so one bad slot never costs it.
+    findings.Note(absl::StrCat(
+        status.message(),
+        twin ? absl::StrCat("; the committed superblock is intact in its twin, ", current,
+                            ", and a read-write open rewrites the pair")
+             : "; an older copy or a torn write by an interrupted commit; the next commit "
+               "rewrites it"));
+  } else if (absl::IsDataLoss(status) && !checksum_matches) {
     // A torn write of the slot being replaced looks exactly like this.
     findings.Note(absl::StrCat(status.message(),
                                ": a torn write by an interrupted commit or "
@@ -95,8 +102,40 @@ std::optional<StoredHeader> CheckSuperblocks(AnyBlockDevice& device, Findings& f
   } else {
     findings.Problem(std::string(status.message()));
   }
+}
+
+// The current header, after reporting on every superblock slot.
+std::optional<StoredHeader> CheckSuperblocks(AnyBlockDevice& device, Findings& findings) {
+  absl::StatusOr<internal::SuperblockBlocks> raw = internal::ReadSuperblockBlocks(device);
+  if (!raw.ok()) {
+    findings.Problem(std::string(raw.status().message()));
+    return std::nullopt;
+  }
+  const uint64_t size = device.info().size;
+  std::vector<absl::StatusOr<StoredHeader>> slots;
+  for (int s = 0; s < raw->count; ++s)
+    slots.push_back(internal::DecodeSuperblock(raw->buffer.block(s), s, size));
+  absl::StatusOr<StoredHeader> header = internal::ChooseSuperblock(slots);
+  if (!header.ok()) {
+    findings.Problem(std::string(header.status().message()));
+    return std::nullopt;
+  }
+  const int count = std::min(internal::SuperblockSlots(header->format_version), raw->count);
+  for (int s = 0; s < count; ++s) {
+    if (s == header->superblock_slot) continue;
+    CheckOtherSuperblock(*header, s, slots[s], internal::ChecksumMatches(raw->buffer.block(s)),
+                         findings);
+  }
   if (header->needs_check)
     findings.Note("needs_check is set: read-write opens are refused until it is cleared");
+  if (header->format_version < internal::kFormatVersion) {
+    const absl::StatusOr<MetadataLayout> upgrade = internal::UpgradeLayout(*header, size);
+    findings.Note(absl::StrCat(
+        "metadata format ", header->format_version, ", whose committed state has one copy: ",
+        upgrade.ok()
+            ? absl::StrCat("a read-write open upgrades it to format ", internal::kFormatVersion)
+            : absl::StrCat("it stays so, as ", upgrade.status().message())));
+  }
   return *header;
 }
 
@@ -110,13 +149,17 @@ void CheckBitmap(AnyBlockDevice& device, const StoredHeader& header, Findings& f
           findings.Problem(internal::DescribeDamage(header, view));
           return absl::OkStatus();
         }
-        for (int s = 0; s < 2; ++s) {
-          if (s == choice.rewrite_slot) {
+        if (choice.suspect_slot != kNoSlot) findings.Note(internal::DescribeSuspect(header, view));
+        for (int s = 0; s < view.count; ++s) {
+          if (s == choice.slot || s == choice.suspect_slot) continue;
+          const internal::BitmapSlot& slot = view.kinds[s];
+          if (slot.kind != SlotKind::kValid && slot.kind != SlotKind::kDamaged) continue;
+          if (slot.generation > header.generation) {
             findings.Note(absl::StrCat(internal::DescribeSlot(header, view.index, s),
-                                       ": holds generation ", view.kinds[s].generation,
+                                       ": holds generation ", slot.generation,
                                        ", newer than the superblock's ", header.generation,
                                        " (an interrupted commit); the next commit overwrites it"));
-          } else if (s != choice.slot && view.kinds[s].kind == SlotKind::kDamaged) {
+          } else if (slot.kind == SlotKind::kDamaged) {
             findings.Note(absl::StrCat(internal::DescribeSlot(header, view.index, s),
                                        ": an older copy fails its checksum (a torn write or "
                                        "damage); the next commit overwrites it"));
@@ -166,8 +209,7 @@ absl::StatusOr<Committed> ReadCommitted(AnyBlockDevice& device) {
       internal::ForEachBitmapBlock(device, c.header, [&](const BitmapBlockView& view) {
         if (!view.choice.damage.empty())
           return absl::DataLossError(internal::DescribeDamage(c.header, view));
-        for (const internal::BitmapSlot& slot : view.kinds)
-          used_slots += slot.kind != SlotKind::kBlank;
+        for (int s = 0; s < view.count; ++s) used_slots += view.kinds[s].kind != SlotKind::kBlank;
         const uint64_t words = internal::WordsInBlock(regions, view.index);
         for (uint64_t w = 0; w < words; ++w) {
           const uint64_t index = view.index * kWordsPerBitmapBlock + w;
@@ -182,9 +224,10 @@ absl::StatusOr<Committed> ReadCommitted(AnyBlockDevice& device) {
         }
         return absl::OkStatus();
       }));
-  c.usage = MetadataUsage{.block_size = kMetadataBlockSize,
-                          .used_blocks = internal::kFirstBitmapBlock + used_slots,
-                          .total_blocks = device.info().size / kMetadataBlockSize};
+  c.usage =
+      MetadataUsage{.block_size = kMetadataBlockSize,
+                    .used_blocks = internal::SuperblockSlots(c.header.format_version) + used_slots,
+                    .total_blocks = device.info().size / kMetadataBlockSize};
   return c;
 }
 
@@ -209,15 +252,18 @@ absl::Status ClearNeedsCheck(AnyBlockDevice& device) {
         absl::StrCat("not clearing needs_check: the metadata has ", report.problems.size(),
                      " problem(s), the first: ", report.problems.front()));
   if (!report.header->needs_check) return absl::OkStatus();
-  StoredHeader cleared = *report.header;
-  cleared.needs_check = false;
-  // The other slot first: until the current one is rewritten too, a torn write
-  // of either leaves a valid copy with the flag still set, never a lost commit.
-  for (int slot : {1 - cleared.superblock_slot, cleared.superblock_slot}) {
-    BLKCLONE_RETURN_IF_ERROR(internal::WriteSuperblock(device, slot, cleared));
-    BLKCLONE_RETURN_IF_ERROR(Flush(device));
-  }
-  return absl::OkStatus();
+  return Repair(device).status();
+}
+
+absl::StatusOr<CheckReport> Repair(AnyBlockDevice& device) {
+  CheckReport report = Check(device);
+  if (!report.header)
+    return absl::DataLossError(absl::StrCat("cannot repair: ", report.problems.front()));
+  BLKCLONE_RETURN_IF_ERROR(PersistentMetadata::Open(AnyBlockDevice::Borrow(device),
+                                                    report.header->geometry,
+                                                    {.format_if_blank = false, .repair = true})
+                               .status());
+  return report;
 }
 
 absl::StatusOr<std::string> DumpText(AnyBlockDevice& device) {

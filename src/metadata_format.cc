@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "blkclone/clone_geometry.hpp"
 #include "blkclone/status.hpp"
 
@@ -35,7 +37,7 @@ constexpr size_t kSbRegionCount = 72;
 constexpr size_t kSbSourceSize = 80;
 constexpr size_t kSbDestSize = 88;
 constexpr size_t kSbBitmapBlocks = 96;
-constexpr size_t kSbSlotStart = 104;  // two u64: slot array A, then B
+constexpr size_t kSbSlotStart = 104;  // one u64 per slot array, in slot order
 
 // Bitmap block fields.
 constexpr size_t kBmGeneration = 16;
@@ -96,21 +98,33 @@ absl::Status ValidateHeader(const StoredHeader& h, uint64_t device_size) {
                                             h.geometry.region_count, " regions need ",
                                             BitmapBlocksFor(h.geometry.region_count)));
   const uint64_t device_blocks = device_size / kMetadataBlockSize;
-  for (int s = 0; s < 2; ++s) {
+  const uint64_t first = SuperblockSlots(h.format_version);
+  const int slots = h.layout.slots();
+  for (int s = 0; s < slots; ++s) {
     const uint64_t start = h.layout.slot_start[s];
-    if (start < kFirstBitmapBlock || start > device_blocks || n > device_blocks - start)
-      return absl::DataLossError(
-          absl::StrCat("bitmap slot array ", s == 0 ? "A" : "B", " (", n, " blocks from block ",
-                       start, ") does not fit the device's ", device_blocks, " metadata blocks"));
+    if (start < first || start > device_blocks || n > device_blocks - start)
+      return absl::DataLossError(absl::StrCat(
+          "bitmap slot array ", SlotName(s, h.layout.copies), " (", n, " blocks from block ", start,
+          ") does not fit the device's ", device_blocks, " metadata blocks"));
   }
-  const auto [low, high] = std::minmax(h.layout.slot_start[0], h.layout.slot_start[1]);
-  if (n != 0 && high - low < n)
-    return absl::DataLossError(absl::StrCat("bitmap slot arrays at blocks ", low, " and ", high,
-                                            " overlap (", n, " blocks each)"));
+  std::array<uint64_t, kMaxSlots> starts = h.layout.slot_start;
+  std::sort(starts.begin(), starts.begin() + slots);
+  for (int s = 1; s < slots; ++s) {
+    if (n != 0 && starts[s] - starts[s - 1] < n)
+      return absl::DataLossError(absl::StrCat("bitmap slot arrays at blocks ", starts[s - 1],
+                                              " and ", starts[s], " overlap (", n,
+                                              " blocks each)"));
+  }
   return absl::OkStatus();
 }
 
 }  // namespace
+
+std::string SlotName(int slot, int copies) {
+  std::string name(1, static_cast<char>('A' + PairOf(slot, copies)));
+  if (copies > 1) absl::StrAppend(&name, slot % copies + 1);
+  return name;
+}
 
 bool ChecksumMatches(ConstBlock block) {
   return LoadLe<uint32_t>(block.data() + kCrcOffset) == BlockCrc(block);
@@ -120,10 +134,40 @@ uint64_t BitmapBlocksFor(uint64_t region_count) {
   return region_count / kRegionsPerBitmapBlock + (region_count % kRegionsPerBitmapBlock != 0);
 }
 
-MetadataLayout StandardLayout(uint64_t region_count) {
-  const uint64_t n = BitmapBlocksFor(region_count);
-  return MetadataLayout{.bitmap_blocks = n,
-                        .slot_start = {kFirstBitmapBlock, kFirstBitmapBlock + n}};
+namespace {
+
+// `copies` pairs of slot arrays, back to back from block `first`.
+MetadataLayout ArraysFrom(uint64_t first, uint64_t n, int copies) {
+  MetadataLayout layout{.bitmap_blocks = n, .copies = copies};
+  for (int s = 0; s < layout.slots(); ++s) layout.slot_start[s] = first + s * n;
+  return layout;
+}
+
+}  // namespace
+
+MetadataLayout StandardLayout(uint64_t region_count, uint32_t format_version) {
+  return ArraysFrom(SuperblockSlots(format_version), BitmapBlocksFor(region_count),
+                    CopiesIn(format_version));
+}
+
+uint64_t LayoutEnd(const MetadataLayout& layout, uint32_t format_version) {
+  uint64_t end = SuperblockSlots(format_version);
+  for (int s = 0; s < layout.slots(); ++s)
+    end = std::max(end, layout.slot_start[s] + layout.bitmap_blocks);
+  return end * kMetadataBlockSize;
+}
+
+absl::StatusOr<MetadataLayout> UpgradeLayout(const StoredHeader& header, uint64_t device_size) {
+  const uint64_t first = LayoutEnd(header.layout, header.format_version) / kMetadataBlockSize;
+  const MetadataLayout layout =
+      ArraysFrom(std::max<uint64_t>(first, SuperblockSlots(kFormatVersion)),
+                 header.layout.bitmap_blocks, CopiesIn(kFormatVersion));
+  const uint64_t needed = LayoutEnd(layout, kFormatVersion);
+  if (device_size < needed)
+    return absl::ResourceExhaustedError(absl::StrCat("upgrading to format ", kFormatVersion,
+                                                     " in place needs a metadata device of ",
+                                                     needed, " bytes; this one has ", device_size));
+  return layout;
 }
 
 absl::Status ValidateGeometry(const CloneGeometry& geometry) {
@@ -157,8 +201,8 @@ void EncodeSuperblock(const StoredHeader& h, Block out) {
   StoreLe<uint64_t>(p + kSbSourceSize, h.geometry.source_size);
   StoreLe<uint64_t>(p + kSbDestSize, h.geometry.dest_size);
   StoreLe<uint64_t>(p + kSbBitmapBlocks, h.layout.bitmap_blocks);
-  StoreLe<uint64_t>(p + kSbSlotStart, h.layout.slot_start[0]);
-  StoreLe<uint64_t>(p + kSbSlotStart + 8, h.layout.slot_start[1]);
+  for (int s = 0; s < SuperblockSlots(h.format_version); ++s)
+    StoreLe<uint64_t>(p + kSbSlotStart + 8 * s, h.layout.slot_start[s]);
   StoreCrc(out);
 }
 
@@ -173,10 +217,10 @@ absl::StatusOr<StoredHeader> DecodeSuperblock(ConstBlock block, int slot, uint64
   const std::byte* p = block.data();
   StoredHeader h;
   h.format_version = LoadLe<uint32_t>(p + kSbVersion);
-  if (h.format_version != kFormatVersion)
+  if (h.format_version < kOldestFormatVersion || h.format_version > kFormatVersion)
     return absl::UnimplementedError(absl::StrCat(where, " is metadata format version ",
-                                                 h.format_version, "; this build reads version ",
-                                                 kFormatVersion));
+                                                 h.format_version, "; this build reads versions ",
+                                                 kOldestFormatVersion, " to ", kFormatVersion));
   h.incompat_features = LoadLe<uint64_t>(p + kSbIncompat);
   if ((h.incompat_features & ~kKnownIncompatFeatures) != 0)
     return absl::UnimplementedError(absl::StrCat(
@@ -195,40 +239,74 @@ absl::StatusOr<StoredHeader> DecodeSuperblock(ConstBlock block, int slot, uint64
                              .dest_size = LoadLe<uint64_t>(p + kSbDestSize),
                              .region_size = LoadLe<uint64_t>(p + kSbRegionSize),
                              .region_count = LoadLe<uint64_t>(p + kSbRegionCount)};
-  h.layout = MetadataLayout{
-      .bitmap_blocks = LoadLe<uint64_t>(p + kSbBitmapBlocks),
-      .slot_start = {LoadLe<uint64_t>(p + kSbSlotStart), LoadLe<uint64_t>(p + kSbSlotStart + 8)}};
+  h.layout = MetadataLayout{.bitmap_blocks = LoadLe<uint64_t>(p + kSbBitmapBlocks),
+                            .copies = CopiesIn(h.format_version)};
+  for (int s = 0; s < h.layout.slots(); ++s)
+    h.layout.slot_start[s] = LoadLe<uint64_t>(p + kSbSlotStart + 8 * s);
   h.superblock_slot = slot;
   if (absl::Status s = ValidateHeader(h, device_size); !s.ok())
     return absl::DataLossError(absl::StrCat(where, ": ", s.message()));
   return h;
 }
 
-absl::StatusOr<StoredHeader> ChooseSuperblock(
-    const std::array<absl::StatusOr<StoredHeader>, 2>& slots) {
+absl::StatusOr<StoredHeader> ChooseSuperblock(std::span<const absl::StatusOr<StoredHeader>> slots) {
   for (const auto& slot : slots) {
-    // A newer writer may lay out everything else differently: trust neither slot.
+    // A newer writer may lay out everything else differently: trust no slot.
     if (absl::IsUnimplemented(slot.status())) return slot.status();
   }
-  const StoredHeader* best = nullptr;
+  // Format 2 copies win over format 1 ones, which an upgrade leaves behind.
+  uint32_t version = 1;
   for (const auto& slot : slots) {
-    if (slot.ok() && (best == nullptr || slot->generation > best->generation)) best = &*slot;
+    if (slot.ok()) version = std::max(version, slot->format_version);
+  }
+  const int count = std::min<int>(SuperblockSlots(version), static_cast<int>(slots.size()));
+  const int copies = CopiesIn(version);
+  auto usable = [&](int s) { return slots[s].ok() && slots[s]->format_version == version; };
+  const StoredHeader* best = nullptr;
+  for (int s = 0; s < count; ++s) {
+    if (usable(s) && (best == nullptr || slots[s]->generation > best->generation))
+      best = &*slots[s];
   }
   if (best != nullptr) {
     StoredHeader chosen = *best;
-    for (const auto& slot : slots) {
-      if (slot.ok() && slot->uuid == chosen.uuid && slot->generation == chosen.generation)
-        chosen.needs_check |= slot->needs_check;
+    auto same = [&](int s) {
+      return usable(s) && slots[s]->uuid == chosen.uuid &&
+             slots[s]->generation == chosen.generation;
+    };
+    std::array<int, 2> copies_in_pair{};
+    for (int s = 0; s < count; ++s) {
+      if (!same(s)) continue;
+      chosen.needs_check |= slots[s]->needs_check;
+      ++copies_in_pair[PairOf(s, copies)];
     }
+    const int pair = copies_in_pair[1] > copies_in_pair[0] ? 1 : 0;
+    for (int s = pair * copies; s < (pair + 1) * copies; ++s) {
+      if (same(s)) {
+        chosen.superblock_slot = s;
+        break;
+      }
+    }
+    chosen.superblock_copies = copies_in_pair[pair];
     return chosen;
   }
-  if (absl::IsNotFound(slots[0].status()) && absl::IsNotFound(slots[1].status()))
-    return absl::NotFoundError("blank metadata device: both superblock slots are all zeroes");
-  if (absl::IsDataLoss(slots[0].status()) || absl::IsDataLoss(slots[1].status()))
-    return absl::DataLossError(absl::StrCat("no usable superblock: ", slots[0].status().message(),
-                                            "; ", slots[1].status().message()));
+  auto all = [&](auto predicate) {
+    return std::all_of(slots.begin(), slots.end(),
+                       [&](const auto& slot) { return predicate(slot.status()); });
+  };
+  auto any = [&](auto predicate) {
+    return std::any_of(slots.begin(), slots.end(),
+                       [&](const auto& slot) { return predicate(slot.status()); });
+  };
+  if (all(absl::IsNotFound))
+    return absl::NotFoundError("blank metadata device: every superblock slot is all zeroes");
+  if (any(absl::IsDataLoss)) {
+    std::vector<absl::string_view> reasons;
+    for (const auto& slot : slots) reasons.push_back(slot.status().message());
+    return absl::DataLossError(
+        absl::StrCat("no usable superblock: ", absl::StrJoin(reasons, "; ")));
+  }
   return absl::FailedPreconditionError(
-      "not blkclone metadata: neither superblock slot has the blkclone magic; the device is "
+      "not blkclone metadata: no superblock slot has the blkclone magic; the device is "
       "left untouched");
 }
 
@@ -260,37 +338,64 @@ BitmapSlot InspectBitmapSlot(ConstBlock block, const Uuid& uuid, uint64_t index)
           .generation = LoadLe<uint64_t>(p + kBmGeneration)};
 }
 
-BitmapChoice ChooseBitmapSlot(const std::array<BitmapSlot, 2>& slots, uint64_t generation) {
+BitmapChoice ChooseBitmapSlot(std::span<const BitmapSlot> slots, uint64_t generation) {
+  const int count = static_cast<int>(slots.size());
+  const int copies = count / 2;
   BitmapChoice choice;
-  for (int s = 0; s < 2; ++s) {
+  for (int s = 0; s < count; ++s) {
     const BitmapSlot& slot = slots[s];
     if (slot.kind == SlotKind::kValid && slot.generation <= generation &&
         (choice.slot == kNoSlot || slot.generation > slots[choice.slot].generation))
       choice.slot = s;
   }
-  const uint64_t chosen_generation = choice.slot == kNoSlot ? 0 : slots[choice.slot].generation;
-  for (int s = 0; s < 2; ++s) {
+  const bool committed = choice.slot != kNoSlot;
+  const uint64_t chosen_generation = committed ? slots[choice.slot].generation : 0;
+  const int current_pair = committed ? PairOf(choice.slot, copies) : kNoSlot;
+  std::array<bool, 2> newer{};
+  int suspects = 0;
+  for (int s = 0; s < count; ++s) {
     if (s == choice.slot) continue;
     const BitmapSlot& slot = slots[s];
-    if (slot.kind == SlotKind::kForeign) {
+    const bool has_generation = slot.kind == SlotKind::kValid || slot.kind == SlotKind::kDamaged;
+    absl::string_view suspicion;
+    if (PairOf(s, copies) == current_pair) {
+      // Both copies of a version are written before the superblock that commits it.
+      if (slot.kind != SlotKind::kValid || slot.generation != chosen_generation)
+        suspicion = "is not a copy of the committed version its twin holds";
+    } else if (slot.kind == SlotKind::kForeign) {
       // Torn writes keep the 64-byte header whole (sectors are atomic): this is damage,
       // and of unknown age, so it may have been the committed version.
-      choice.damage = "holds data that is not a block of this metadata";
-      choice.damaged_slot = s;
+      suspicion = "holds data that is not a block of this metadata";
     } else if (slot.kind == SlotKind::kDamaged && slot.generation <= generation &&
-               (choice.slot == kNoSlot || slot.generation > chosen_generation)) {
-      choice.damage = "fails its checksum but holds the latest committed version";
-      choice.damaged_slot = s;
-    } else if (slot.kind != SlotKind::kBlank && slot.generation > generation) {
-      if (choice.rewrite_slot == kNoSlot) {
-        choice.rewrite_slot = s;
-      } else {
-        choice.damage =
-            "holds a version newer than the superblock, as does the other slot: "
-            "the superblock has lost a commit";
-        choice.damaged_slot = s;
-      }
+               slot.generation > chosen_generation) {
+      suspicion = "fails its checksum but holds the latest committed version";
+    } else if (has_generation && slot.generation > generation) {
+      newer[PairOf(s, copies)] = true;
     }
+    if (suspicion.empty()) continue;
+    if (++suspects >= copies) {
+      choice.damage = suspicion;
+      choice.damaged_slot = s;
+    } else {
+      choice.suspicion = suspicion;
+      choice.suspect_slot = s;
+    }
+  }
+  if (committed) {
+    choice.write_pair = 1 - current_pair;
+  } else if (newer[0] && newer[1]) {
+    // An interrupted commit writes one pair, and a retry the same one.
+    choice.damage =
+        "holds a version newer than the superblock, as does the other pair: the superblock has "
+        "lost a commit";
+    choice.damaged_slot = 0;
+  } else if (newer[0]) {
+    choice.write_pair = 0;
+  }
+  choice.interrupted = newer[choice.write_pair];
+  if (!choice.damage.empty()) {
+    choice.suspect_slot = kNoSlot;
+    choice.suspicion = {};
   }
   return choice;
 }

@@ -81,30 +81,71 @@ absl::Status ZeroBlocks(AnyBlockDevice& device, uint64_t first_block, uint64_t c
   return absl::OkStatus();
 }
 
-absl::StatusOr<BlockBuffer> ReadSuperblockBlocks(AnyBlockDevice& device) {
+absl::StatusOr<SuperblockBlocks> ReadSuperblockBlocks(AnyBlockDevice& device) {
   const DeviceInfo& info = device.info();
   BLKCLONE_RETURN_IF_ERROR(CheckDevice(info));
-  if (info.size < kFirstBitmapBlock * kMetadataBlockSize)
+  constexpr uint64_t kLeast = SuperblockSlots(kOldestFormatVersion);
+  if (info.size < kLeast * kMetadataBlockSize)
     return absl::InvalidArgumentError(absl::StrCat("metadata device has ", info.size,
                                                    " bytes; the superblocks alone need ",
-                                                   kFirstBitmapBlock * kMetadataBlockSize));
-  BlockBuffer buffer(kFirstBitmapBlock, info);
-  BLKCLONE_RETURN_IF_ERROR(ReadAt(device, 0, buffer.blocks(0, kFirstBitmapBlock)));
-  return buffer;
+                                                   kLeast * kMetadataBlockSize));
+  const int count = static_cast<int>(std::min<uint64_t>(kMaxSlots, info.size / kMetadataBlockSize));
+  SuperblockBlocks raw{.buffer = BlockBuffer(count, info), .count = count};
+  BLKCLONE_RETURN_IF_ERROR(ReadAt(device, 0, raw.buffer.blocks(0, count)));
+  return raw;
 }
 
-absl::StatusOr<std::array<absl::StatusOr<StoredHeader>, 2>> ReadSuperblocks(
-    AnyBlockDevice& device) {
-  BLKCLONE_ASSIGN_OR_RETURN(const BlockBuffer raw, ReadSuperblockBlocks(device));
-  const uint64_t size = device.info().size;
-  return std::array<absl::StatusOr<StoredHeader>, 2>{DecodeSuperblock(raw.block(0), 0, size),
-                                                     DecodeSuperblock(raw.block(1), 1, size)};
+absl::StatusOr<std::vector<absl::StatusOr<StoredHeader>>> ReadSuperblocks(AnyBlockDevice& device) {
+  BLKCLONE_ASSIGN_OR_RETURN(const SuperblockBlocks raw, ReadSuperblockBlocks(device));
+  std::vector<absl::StatusOr<StoredHeader>> slots;
+  for (int s = 0; s < raw.count; ++s)
+    slots.push_back(DecodeSuperblock(raw.buffer.block(s), s, device.info().size));
+  return slots;
 }
 
-absl::Status WriteSuperblock(AnyBlockDevice& device, int slot, const StoredHeader& header) {
-  BlockBuffer buffer(1, device.info());
-  EncodeSuperblock(header, buffer.block(0));
-  return WriteAt(device, static_cast<uint64_t>(slot) * kMetadataBlockSize, buffer.blocks(0, 1));
+absl::Status WriteSuperblocks(AnyBlockDevice& device, int first, int count,
+                              const StoredHeader& header) {
+  BlockBuffer buffer(count, device.info());
+  for (int c = 0; c < count; ++c) EncodeSuperblock(header, buffer.block(c));
+  return WriteAt(device, static_cast<uint64_t>(first) * kMetadataBlockSize,
+                 buffer.blocks(0, count));
+}
+
+absl::Status WriteSuperblockPair(AnyBlockDevice& device, int pair, const StoredHeader& header) {
+  const int copies = CopiesIn(header.format_version);
+  return WriteSuperblocks(device, pair * copies, copies, header);
+}
+
+absl::Status WriteBitmapVersions(AnyBlockDevice& device, const StoredHeader& header,
+                                 std::span<const uint64_t> blocks,
+                                 absl::FunctionRef<int(size_t)> pair_of,
+                                 absl::FunctionRef<void(size_t, Block)> fill) {
+  const MetadataLayout& layout = header.layout;
+  const uint64_t chunk = ChunkBlocks(device.info());
+  for (size_t first = 0; first < blocks.size(); first += chunk) {
+    const size_t n = std::min<size_t>(chunk, blocks.size() - first);
+    BlockBuffer buffer(n, device.info());
+    for (size_t i = 0; i < n; ++i) {
+      fill(first + i, buffer.block(i));
+      SealBitmapBlock(buffer.block(i), header.uuid, blocks[first + i], header.generation);
+    }
+    std::vector<Request> writes;
+    for (size_t i = 0; i < n;) {
+      const int pair = pair_of(first + i);
+      size_t end = i + 1;
+      while (end < n && blocks[first + end] == blocks[first + end - 1] + 1 &&
+             pair_of(first + end) == pair)
+        ++end;
+      for (int copy = 0; copy < layout.copies; ++copy) {
+        const uint64_t array = layout.slot_start[pair * layout.copies + copy];
+        writes.push_back(Request::Write((array + blocks[first + i]) * kMetadataBlockSize,
+                                        buffer.blocks(i, end - i)));
+      }
+      i = end;
+    }
+    BLKCLONE_RETURN_IF_ERROR(SubmitAll(device, writes));
+  }
+  return absl::OkStatus();
 }
 
 uint64_t WordsInBlock(uint64_t region_count, uint64_t block) {
@@ -116,25 +157,26 @@ uint64_t WordsInBlock(uint64_t region_count, uint64_t block) {
 absl::Status ForEachBitmapBlock(AnyBlockDevice& device, const StoredHeader& header,
                                 absl::FunctionRef<absl::Status(const BitmapBlockView&)> visit) {
   const MetadataLayout& layout = header.layout;
+  const int count = layout.slots();
   const uint64_t chunk = std::min(ChunkBlocks(device.info()), layout.bitmap_blocks);
-  std::array<BlockBuffer, 2> buffers = {BlockBuffer(chunk, device.info()),
-                                        BlockBuffer(chunk, device.info())};
+  std::vector<BlockBuffer> buffers;
+  for (int s = 0; s < count; ++s) buffers.emplace_back(chunk, device.info());
   for (uint64_t first = 0; first < layout.bitmap_blocks; first += chunk) {
     const uint64_t n = std::min(chunk, layout.bitmap_blocks - first);
-    std::array<Request, 2> reads;
-    for (int s = 0; s < 2; ++s) {
-      reads[s] = Request::Read((layout.slot_start[s] + first) * kMetadataBlockSize,
-                               buffers[s].blocks(0, n));
+    std::vector<Request> reads;
+    for (int s = 0; s < count; ++s) {
+      reads.push_back(Request::Read((layout.slot_start[s] + first) * kMetadataBlockSize,
+                                    buffers[s].blocks(0, n)));
     }
     BLKCLONE_RETURN_IF_ERROR(SubmitAll(device, reads));
     for (uint64_t i = 0; i < n; ++i) {
       const uint64_t index = first + i;
-      BitmapBlockView view{.index = index,
-                           .slots = {buffers[0].block(i), buffers[1].block(i)},
-                           .kinds = {InspectBitmapSlot(buffers[0].block(i), header.uuid, index),
-                                     InspectBitmapSlot(buffers[1].block(i), header.uuid, index)},
-                           .choice = {}};
-      view.choice = ChooseBitmapSlot(view.kinds, header.generation);
+      BitmapBlockView view{.index = index, .count = count, .slots = {}, .kinds = {}, .choice = {}};
+      for (int s = 0; s < count; ++s) {
+        view.slots[s] = buffers[s].block(i).data();
+        view.kinds[s] = InspectBitmapSlot(buffers[s].block(i), header.uuid, index);
+      }
+      view.choice = ChooseBitmapSlot(std::span(view.kinds).first(count), header.generation);
       BLKCLONE_RETURN_IF_ERROR(visit(view));
     }
   }
@@ -146,13 +188,23 @@ std::string DescribeSlot(const StoredHeader& header, uint64_t block, int slot) {
   const uint64_t last_region =
       std::min(first_region + kRegionsPerBitmapBlock, header.geometry.region_count) - 1;
   return absl::StrCat("bitmap block ", block, " (regions ", first_region, "..", last_region,
-                      "), slot ", slot == 0 ? "A" : "B", " at metadata block ",
+                      "), slot ", SlotName(slot, header.layout.copies), " at metadata block ",
                       header.layout.slot_start[slot] + block);
 }
 
 std::string DescribeDamage(const StoredHeader& header, const BitmapBlockView& view) {
   return absl::StrCat(DescribeSlot(header, view.index, view.choice.damaged_slot), ": ",
                       view.choice.damage);
+}
+
+std::string DescribeSuspect(const StoredHeader& header, const BitmapBlockView& view) {
+  const BitmapChoice& choice = view.choice;
+  return absl::StrCat(DescribeSlot(header, view.index, choice.suspect_slot), ": ", choice.suspicion,
+                      "; the committed version is intact ",
+                      choice.slot == kNoSlot
+                          ? "(never committed: zeroes)"
+                          : absl::StrCat("in slot ", SlotName(choice.slot, header.layout.copies)),
+                      ", and a read-write open rewrites the block");
 }
 
 }  // namespace blkclone::internal

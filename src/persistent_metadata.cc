@@ -25,15 +25,14 @@ using internal::kWordsPerBitmapBlock;
 
 // State bits of one bitmap block.
 enum BlockFlags : uint8_t {
-  kNextInA = 1 << 0,    // the next version goes to slot A (else B): see BitmapChoice::WriteSlot
-  kSlotAUsed = 1 << 1,  // slot A has been written (for usage())
-  kSlotBUsed = 1 << 2,
-  kDirty = 1 << 3,   // marked since the last Seal
-  kSealed = 1 << 4,  // sealed and not yet committed
+  kNextInPairA = 1 << 0,  // the next version goes to pair A (else B): BitmapChoice::write_pair
+  kDirty = 1 << 1,        // marked since the last Seal
+  kSealed = 1 << 2,       // sealed and not yet committed
+  kSlotUsed = 1 << 3,     // shifted by the slot: it has been written (for usage())
 };
 
-uint8_t UsedFlag(int slot) { return slot == 0 ? kSlotAUsed : kSlotBUsed; }
-int NextSlot(uint8_t flags) { return (flags & kNextInA) != 0 ? 0 : 1; }
+uint8_t UsedFlag(int slot) { return static_cast<uint8_t>(kSlotUsed << slot); }
+int NextPair(uint8_t flags) { return (flags & kNextInPairA) != 0 ? 0 : 1; }
 
 // The damaged blocks named in an error; the rest are only counted.
 constexpr size_t kNamedBlocks = 8;
@@ -60,7 +59,7 @@ absl::Status CompareGeometry(const CloneGeometry& stored, const CloneGeometry& w
 absl::Status NeedsCheckError() {
   return absl::FailedPreconditionError(
       "the metadata needs a check: damage was found (needs_check is set); run `blkclone check`, "
-      "which clears the flag once the metadata verifies, or open it read-only");
+      "and `blkclone check --repair` if it finds problems, or open it read-only");
 }
 
 // The live words of bitmap block `block`.
@@ -70,25 +69,62 @@ std::vector<uint64_t> BlockWords(const RegionMap& map, uint64_t block) {
   return words;
 }
 
-// Formats a blank device: zeroes both slot arrays, so that nothing left from an
-// earlier use passes for a bitmap block, then writes generation 0 into both
-// superblock slots, so that damage to one slot never makes the device look blank.
+// Formats a blank device: zeroes the slot arrays, so that nothing left from an
+// earlier use passes for a bitmap block, then writes generation 0 into every
+// superblock slot, so that damage to one slot never makes the device look blank.
 absl::StatusOr<StoredHeader> Format(AnyBlockDevice& device, const CloneGeometry& geometry,
-                                    const Uuid& uuid) {
-  const StoredHeader header{.format_version = internal::kFormatVersion,
-                            .uuid = uuid,
-                            .generation = 0,
-                            .geometry = geometry,
-                            .layout = internal::StandardLayout(geometry.region_count)};
+                                    const Uuid& uuid, uint32_t format_version) {
+  const int slots = internal::SuperblockSlots(format_version);
+  StoredHeader header{.format_version = format_version,
+                      .uuid = uuid,
+                      .generation = 0,
+                      .geometry = geometry,
+                      .layout = internal::StandardLayout(geometry.region_count, format_version),
+                      .superblock_copies = internal::CopiesIn(format_version)};
   BLKCLONE_RETURN_IF_ERROR(
-      internal::ZeroBlocks(device, internal::kFirstBitmapBlock, 2 * header.layout.bitmap_blocks));
+      internal::ZeroBlocks(device, slots, header.layout.slots() * header.layout.bitmap_blocks));
   BLKCLONE_RETURN_IF_ERROR(Flush(device));
-  BlockBuffer superblocks(2, device.info());
-  internal::EncodeSuperblock(header, superblocks.block(0));
-  internal::EncodeSuperblock(header, superblocks.block(1));
-  BLKCLONE_RETURN_IF_ERROR(WriteAt(device, 0, superblocks.blocks(0, 2)));
+  BLKCLONE_RETURN_IF_ERROR(internal::WriteSuperblocks(device, 0, slots, header));
   BLKCLONE_RETURN_IF_ERROR(Flush(device));
   return header;
+}
+
+// Rewrites format 1 metadata as format 2 with the same content, in `layout`
+// (internal::UpgradeLayout): writes the committed bitmap into both copies of
+// pair A, flushes, writes the format 2 superblock into the format 1 slot that
+// does not hold the current superblock, flushes, then into the other slots,
+// flushes. Until the second flush format 1 reads its state unchanged; from then
+// on format 2 reads the same state, from at least one copy until the third.
+absl::StatusOr<StoredHeader> Upgrade(AnyBlockDevice& device, const StoredHeader& old,
+                                     const RegionMap& map, const MetadataLayout& layout) {
+  StoredHeader next = old;
+  next.format_version = internal::kFormatVersion;
+  next.layout = layout;
+  ++next.generation;
+  const uint64_t n = layout.bitmap_blocks;
+  BLKCLONE_RETURN_IF_ERROR(internal::ZeroBlocks(device, layout.slot_start[0], layout.slots() * n));
+  std::vector<uint64_t> blocks;
+  for (uint64_t block = 0; block < n; ++block) {
+    const std::vector<uint64_t> words = BlockWords(map, block);
+    if (std::any_of(words.begin(), words.end(), [](uint64_t w) { return w != 0; }))
+      blocks.push_back(block);
+  }
+  BLKCLONE_RETURN_IF_ERROR(internal::WriteBitmapVersions(
+      device, next, blocks, [](size_t) { return 0; },
+      [&](size_t i, internal::Block out) {
+        const std::vector<uint64_t> words = BlockWords(map, blocks[i]);
+        for (uint64_t w = 0; w < words.size(); ++w) internal::StoreBitmapWord(out, w, words[w]);
+      }));
+  BLKCLONE_RETURN_IF_ERROR(Flush(device));
+  const int current = old.superblock_slot;
+  BLKCLONE_RETURN_IF_ERROR(internal::WriteSuperblocks(device, 1 - current, 1, next));
+  BLKCLONE_RETURN_IF_ERROR(Flush(device));
+  BLKCLONE_RETURN_IF_ERROR(internal::WriteSuperblocks(device, current, 1, next));
+  BLKCLONE_RETURN_IF_ERROR(internal::WriteSuperblocks(device, 2, 2, next));
+  BLKCLONE_RETURN_IF_ERROR(Flush(device));
+  next.superblock_slot = 0;
+  next.superblock_copies = layout.copies;
+  return next;
 }
 
 }  // namespace
@@ -118,8 +154,11 @@ std::string Uuid::ToString() const {
 
 struct PersistentMetadata::Loaded {
   std::unique_ptr<RegionMap> map;
-  std::vector<uint8_t> blocks = {};    // BlockFlags
-  std::vector<uint64_t> rewrite = {};  // blocks whose free slot holds an interrupted commit
+  std::vector<uint8_t> blocks = {};  // BlockFlags
+  // Blocks the next commit writes even if unchanged: their write pair holds an
+  // interrupted commit's version, or one of their slots is suspect or damaged.
+  std::vector<uint64_t> rewrite = {};
+  bool repair = false;  // some block lost a copy of its committed version
   uint64_t used_slots = 0;
 
   static Loaded Empty(const CloneGeometry& geometry) {
@@ -129,9 +168,9 @@ struct PersistentMetadata::Loaded {
   }
 };
 
-uint64_t PersistentMetadata::RequiredSize(const CloneGeometry& geometry) {
-  return (internal::kFirstBitmapBlock + 2 * internal::BitmapBlocksFor(geometry.region_count)) *
-         kMetadataBlockSize;
+uint64_t PersistentMetadata::RequiredSize(const CloneGeometry& geometry, uint32_t format_version) {
+  return internal::LayoutEnd(internal::StandardLayout(geometry.region_count, format_version),
+                             format_version);
 }
 
 absl::StatusOr<StoredHeader> PersistentMetadata::ReadHeader(AnyBlockDevice& device) {
@@ -143,13 +182,17 @@ absl::StatusOr<std::unique_ptr<PersistentMetadata>> PersistentMetadata::Open(
     AnyBlockDevice device, const CloneGeometry& geometry, const OpenOptions& options) {
   BLKCLONE_RETURN_IF_ERROR(internal::ValidateGeometry(geometry));
   BLKCLONE_RETURN_IF_ERROR(internal::CheckDevice(device.info()));
-  const uint64_t required = RequiredSize(geometry);
-  if (device.info().size < required)
-    return absl::InvalidArgumentError(
-        absl::StrCat("metadata device too small: it has ", device.info().size, " bytes, but ",
-                     geometry.region_count, " regions need at least ", required, " bytes"));
   const bool writable = !options.read_only;
+  const uint32_t version =
+      std::clamp(options.format_version, internal::kOldestFormatVersion, internal::kFormatVersion);
   absl::StatusOr<StoredHeader> header = ReadHeader(device);
+  if (absl::IsNotFound(header.status()) || absl::IsInvalidArgument(header.status())) {
+    const uint64_t required = RequiredSize(geometry, version);
+    if (device.info().size < required)
+      return absl::InvalidArgumentError(
+          absl::StrCat("metadata device too small: it has ", device.info().size, " bytes, but ",
+                       geometry.region_count, " regions need at least ", required, " bytes"));
+  }
   if (absl::IsNotFound(header.status())) {
     if (!writable || !options.format_if_blank)
       return absl::NotFoundError(
@@ -157,38 +200,54 @@ absl::StatusOr<std::unique_ptr<PersistentMetadata>> PersistentMetadata::Open(
                        writable ? "format_if_blank is off" : "read-only open", ")"));
     BLKCLONE_ASSIGN_OR_RETURN(
         StoredHeader formatted,
-        Format(device, geometry, options.format_uuid ? *options.format_uuid : Uuid::Random()));
+        Format(device, geometry, options.format_uuid ? *options.format_uuid : Uuid::Random(),
+               version));
     return std::unique_ptr<PersistentMetadata>(new PersistentMetadata(
         std::move(device), formatted, /*read_only=*/false, Loaded::Empty(geometry)));
   }
   if (!header.ok()) return header.status();
   BLKCLONE_RETURN_IF_ERROR(CompareGeometry(header->geometry, geometry));
-  if (header->needs_check && writable) return NeedsCheckError();
-  BLKCLONE_ASSIGN_OR_RETURN(Loaded loaded, Load(device, *header, writable));
-  return std::unique_ptr<PersistentMetadata>(
+  if (header->needs_check && writable && !options.repair) return NeedsCheckError();
+  BLKCLONE_ASSIGN_OR_RETURN(Loaded loaded, Load(device, *header, writable, options.repair));
+  if (writable && header->format_version < version) {
+    // Without room for format 2 the metadata stays in format 1 (Check says so).
+    if (absl::StatusOr<MetadataLayout> layout =
+            internal::UpgradeLayout(*header, device.info().size);
+        layout.ok()) {
+      BLKCLONE_ASSIGN_OR_RETURN(*header, Upgrade(device, *header, *loaded.map, *layout));
+      BLKCLONE_ASSIGN_OR_RETURN(loaded, Load(device, *header, writable, options.repair));
+    }
+  }
+  const bool rewrite = writable && (options.repair || loaded.repair);
+  std::unique_ptr<PersistentMetadata> meta(
       new PersistentMetadata(std::move(device), *header, options.read_only, std::move(loaded)));
+  if (rewrite) BLKCLONE_RETURN_IF_ERROR(meta->Rewrite());
+  return meta;
 }
 
 absl::StatusOr<PersistentMetadata::Loaded> PersistentMetadata::Load(AnyBlockDevice& device,
                                                                     const StoredHeader& header,
-                                                                    bool writable) {
+                                                                    bool writable, bool repair) {
   Loaded loaded = Loaded::Empty(header.geometry);
+  loaded.repair = header.superblock_copies < header.layout.copies;
   std::vector<std::string> named;
   uint64_t damaged = 0;
   BLKCLONE_RETURN_IF_ERROR(
       internal::ForEachBitmapBlock(device, header, [&](const BitmapBlockView& view) {
         uint8_t& flags = loaded.blocks[view.index];
-        for (int s = 0; s < 2; ++s) {
+        for (int s = 0; s < view.count; ++s) {
           if (view.kinds[s].kind == internal::SlotKind::kBlank) continue;
           flags |= UsedFlag(s);
           ++loaded.used_slots;
         }
-        if (!view.choice.damage.empty()) {
+        const internal::BitmapChoice& choice = view.choice;
+        if (!choice.damage.empty()) {
           if (damaged++ < kNamedBlocks) named.push_back(internal::DescribeDamage(header, view));
-          return absl::OkStatus();
+          if (!repair) return absl::OkStatus();
         }
-        if (view.choice.WriteSlot() == 0) flags |= kNextInA;
-        if (view.choice.rewrite_slot != internal::kNoSlot) loaded.rewrite.push_back(view.index);
+        if (choice.write_pair == 0) flags |= kNextInPairA;
+        if (choice.MustRewrite() || !choice.damage.empty()) loaded.rewrite.push_back(view.index);
+        loaded.repair |= choice.suspect_slot != internal::kNoSlot;
         const uint64_t base = view.index * kWordsPerBitmapBlock;
         const uint64_t words = internal::WordsInBlock(header.geometry.region_count, view.index);
         for (uint64_t w = 0; w < words; ++w) {
@@ -196,16 +255,18 @@ absl::StatusOr<PersistentMetadata::Loaded> PersistentMetadata::Load(AnyBlockDevi
         }
         return absl::OkStatus();
       }));
-  if (damaged == 0) return loaded;
+  if (damaged == 0 || repair) return loaded;
   std::string message =
       absl::StrCat(damaged, " damaged bitmap block(s): ", absl::StrJoin(named, "; "),
-                   damaged > named.size() ? "; ..." : "", ". Run `blkclone check`.");
+                   damaged > named.size() ? "; ..." : "",
+                   ". Run `blkclone check`, and `blkclone check --repair` to accept the loss.");
   if (writable) {
-    // Into the slot that does not hold the current superblock, at the same
+    // Into the pair that does not hold the current superblock, at the same
     // generation: a torn write there cannot cost the committed state.
     StoredHeader marked = header;
     marked.needs_check = true;
-    absl::Status status = internal::WriteSuperblock(device, 1 - header.superblock_slot, marked);
+    absl::Status status = internal::WriteSuperblockPair(
+        device, 1 - internal::PairOf(header.superblock_slot, header.layout.copies), marked);
     if (status.ok()) status = Flush(device);
     if (!status.ok())
       absl::StrAppend(&message, " Recording needs_check failed: ", status.message());
@@ -295,6 +356,17 @@ absl::Status PersistentMetadata::SetFinished() {
   return Commit(std::move(next), /*always=*/true);
 }
 
+absl::Status PersistentMetadata::Rewrite() {
+  internal::MutexLock commit_lock(commit_mu_);
+  StoredHeader next;
+  {
+    internal::MutexLock lock(mu_);
+    next = header_;
+  }
+  next.needs_check = false;
+  return Commit(std::move(next), /*always=*/true);
+}
+
 absl::Status PersistentMetadata::Commit(StoredHeader next, bool always) {
   std::vector<uint64_t> blocks;
   {
@@ -304,26 +376,31 @@ absl::Status PersistentMetadata::Commit(StoredHeader next, bool always) {
   }
   if (blocks.empty() && !always) return absl::OkStatus();
   if (read_only_) return absl::FailedPreconditionError("metadata is open read-only");
-  // A retry after a failure reuses the same generation and slots, so the
+  // A retry after a failure reuses the same generation and pairs, so the
   // current superblock is never overwritten while it is the only complete one.
+  const int copies = next.layout.copies;
+  const int pair = 1 - internal::PairOf(next.superblock_slot, copies);
   ++next.generation;
-  next.superblock_slot = 1 - next.superblock_slot;
+  next.superblock_slot = pair * copies;
+  next.superblock_copies = copies;
   std::sort(blocks.begin(), blocks.end());
   if (!blocks.empty()) {
     BLKCLONE_RETURN_IF_ERROR(WriteBitmapBlocks(blocks, next));
     BLKCLONE_RETURN_IF_ERROR(Flush(device_));
   }
-  BLKCLONE_RETURN_IF_ERROR(internal::WriteSuperblock(device_, next.superblock_slot, next));
+  BLKCLONE_RETURN_IF_ERROR(internal::WriteSuperblockPair(device_, pair, next));
   BLKCLONE_RETURN_IF_ERROR(Flush(device_));
 
   internal::MutexLock lock(mu_);
   for (uint64_t block : blocks) {
     uint8_t& flags = blocks_[block];
-    const uint8_t used = UsedFlag(NextSlot(flags));
-    if ((flags & used) == 0) ++used_slots_;
-    flags |= used;
+    for (int copy = 0; copy < copies; ++copy) {
+      const uint8_t used = UsedFlag(NextPair(flags) * copies + copy);
+      if ((flags & used) == 0) ++used_slots_;
+      flags |= used;
+    }
     flags &= ~kSealed;
-    flags ^= kNextInA;  // the version just written is now the committed one
+    flags ^= kNextInPairA;  // the version just written is now the committed one
     snapshots_.erase(block);
   }
   std::erase_if(sealed_, [&](uint64_t block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -335,44 +412,25 @@ absl::Status PersistentMetadata::Commit(StoredHeader next, bool always) {
 
 absl::Status PersistentMetadata::WriteBitmapBlocks(const std::vector<uint64_t>& blocks,
                                                    const StoredHeader& next) {
-  const uint64_t chunk = internal::ChunkBlocks(device_.info());
-  for (size_t first = 0; first < blocks.size(); first += chunk) {
-    const std::span<const uint64_t> batch =
-        std::span(blocks).subspan(first, std::min<size_t>(chunk, blocks.size() - first));
-    BlockBuffer buffer(batch.size(), device_.info());
-    std::vector<int> slots(batch.size());
-    {
-      internal::MutexLock lock(mu_);
-      const RegionMap& map = *maps_.back();
-      for (size_t i = 0; i < batch.size(); ++i) {
-        const uint64_t block = batch[i];
-        slots[i] = NextSlot(blocks_[block]);
+  return internal::WriteBitmapVersions(
+      device_, next, blocks,
+      [&](size_t i) {
+        internal::MutexLock lock(mu_);
+        return NextPair(blocks_[blocks[i]]);
+      },
+      [&](size_t i, internal::Block out) {
+        internal::MutexLock lock(mu_);
+        const uint64_t block = blocks[i];
         const auto snapshot = snapshots_.find(block);
+        const RegionMap& map = *maps_.back();
         const uint64_t words = internal::WordsInBlock(geometry_.region_count, block);
         for (uint64_t w = 0; w < words; ++w) {
-          internal::StoreBitmapWord(buffer.block(i), w,
+          internal::StoreBitmapWord(out, w,
                                     snapshot != snapshots_.end()
                                         ? snapshot->second[w]
                                         : map.Word(block * kWordsPerBitmapBlock + w));
         }
-      }
-    }
-    for (size_t i = 0; i < batch.size(); ++i)
-      internal::SealBitmapBlock(buffer.block(i), next.uuid, batch[i], next.generation);
-    // Neighbouring blocks bound for the same slot array go out as one request.
-    std::vector<Request> writes;
-    for (size_t i = 0; i < batch.size();) {
-      size_t end = i + 1;
-      while (end < batch.size() && batch[end] == batch[end - 1] + 1 && slots[end] == slots[i])
-        ++end;
-      writes.push_back(
-          Request::Write((next.layout.slot_start[slots[i]] + batch[i]) * kMetadataBlockSize,
-                         buffer.blocks(i, end - i)));
-      i = end;
-    }
-    BLKCLONE_RETURN_IF_ERROR(internal::SubmitAll(device_, writes));
-  }
-  return absl::OkStatus();
+      });
 }
 
 absl::Status PersistentMetadata::ReloadCommitted() {
@@ -390,8 +448,9 @@ absl::Status PersistentMetadata::ReloadCommitted() {
     return absl::DataLossError(absl::StrCat("the metadata device now holds other metadata (uuid ",
                                             header.uuid.ToString(), ", expected ", uuid.ToString(),
                                             ")"));
-  absl::StatusOr<Loaded> loaded =
-      header.needs_check && !read_only_ ? NeedsCheckError() : Load(device_, header, !read_only_);
+  absl::StatusOr<Loaded> loaded = header.needs_check && !read_only_
+                                      ? NeedsCheckError()
+                                      : Load(device_, header, !read_only_, /*repair=*/false);
   internal::MutexLock lock(mu_);
   if (!loaded.ok()) {
     damage_ = loaded.status();
@@ -403,9 +462,10 @@ absl::Status PersistentMetadata::ReloadCommitted() {
 
 MetadataUsage PersistentMetadata::usage() const {
   internal::MutexLock lock(mu_);
-  return MetadataUsage{.block_size = kMetadataBlockSize,
-                       .used_blocks = internal::kFirstBitmapBlock + used_slots_,
-                       .total_blocks = total_blocks_};
+  return MetadataUsage{
+      .block_size = kMetadataBlockSize,
+      .used_blocks = internal::SuperblockSlots(header_.format_version) + used_slots_,
+      .total_blocks = total_blocks_};
 }
 
 void PersistentMetadata::ReleaseMapIfComplete() {
@@ -426,6 +486,11 @@ Uuid PersistentMetadata::uuid() const {
 uint64_t PersistentMetadata::generation() const {
   internal::MutexLock lock(mu_);
   return header_.generation;
+}
+
+uint32_t PersistentMetadata::format_version() const {
+  internal::MutexLock lock(mu_);
+  return header_.format_version;
 }
 
 }  // namespace blkclone

@@ -19,8 +19,11 @@ namespace blkclone {
 namespace {
 
 using internal::kRegionsPerBitmapBlock;
+using ::testing::Contains;
+using ::testing::Each;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr uint64_t kR = kRegionsPerBitmapBlock;
 const Uuid kUuid{{0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc,
@@ -38,10 +41,12 @@ const CloneGeometry kGeometry = GeometryOf(2 * kR + 100);
 
 // A formatted metadata device and an open PersistentMetadata over it.
 struct TestMetadata {
-  explicit TestMetadata(const CloneGeometry& geometry = kGeometry)
-      : device(*MemoryDevice::Create({.size = PersistentMetadata::RequiredSize(geometry)})),
+  explicit TestMetadata(const CloneGeometry& geometry = kGeometry,
+                        uint32_t version = internal::kFormatVersion)
+      : device(
+            *MemoryDevice::Create({.size = PersistentMetadata::RequiredSize(geometry, version)})),
         meta(*PersistentMetadata::Open(AnyBlockDevice::Borrow(*device), geometry,
-                                       {.format_uuid = kUuid})) {}
+                                       {.format_uuid = kUuid, .format_version = version})) {}
 
   void Commit(std::initializer_list<std::pair<uint64_t, uint64_t>> ranges) {
     for (auto [first, count] : ranges) meta->MarkHydrated(first, count);
@@ -105,34 +110,66 @@ TEST(MetadataCheckTest, ReportsEveryInjectedProblemWithItsBlock) {
   TestMetadata m;
   CommitDumpExample(m);
   const StoredHeader header = m.Header();
-  // 1. The latest copy of bitmap block 0 (slot A, generation 2) fails its checksum.
+  // Slot arrays of three blocks: A1 at metadata block 4, A2 at 7, B1 at 10, B2 at 13.
+  // 1. Both copies of the latest version of bitmap block 0 (pair A, generation 2)
+  //    fail their checksums.
   std::vector<std::byte> junk(8, std::byte{0x5a});
   m.Overwrite(m.SlotOffset(0, 0) + 1000, junk);
-  // 2. Garbage where bitmap block 1 has an unused slot (A).
-  m.Overwrite(m.SlotOffset(1, 0), std::vector<std::byte>(kMetadataBlockSize, std::byte{0xab}));
-  // 3. A valid copy of bitmap block 2 with a bit set past the last region.
+  m.Overwrite(m.SlotOffset(0, 1) + 1000, junk);
+  // 2. Garbage in both slots of the pair bitmap block 1 never used (A).
+  const std::vector<std::byte> garbage(kMetadataBlockSize, std::byte{0xab});
+  m.Overwrite(m.SlotOffset(1, 0), garbage);
+  m.Overwrite(m.SlotOffset(1, 1), garbage);
+  // 3. Valid copies of bitmap block 2 with a bit set past the last region.
   std::vector<std::byte> stray(kMetadataBlockSize);
   const auto block = std::span<std::byte, kMetadataBlockSize>(stray);
   internal::StoreBitmapWord(block, 1, uint64_t{1} << 40);  // region 2 * kR + 104
   internal::SealBitmapBlock(block, kUuid, 2, header.generation);
-  m.Overwrite(m.SlotOffset(2, 1), stray);
-  // 4. The older superblock slot holds something that is not a superblock.
-  m.Overwrite((1 - header.superblock_slot) * kMetadataBlockSize,
-              std::vector<std::byte>(kMetadataBlockSize, std::byte{'x'}));
+  m.Overwrite(m.SlotOffset(2, 2), stray);
+  m.Overwrite(m.SlotOffset(2, 3), stray);
+  // 4. A superblock slot of the older pair holds something that is not a
+  //    superblock: harmless, the current generation has both its copies.
+  m.Overwrite(0, std::vector<std::byte>(kMetadataBlockSize, std::byte{'x'}));
 
   const CheckReport report = Check(m.view);
   EXPECT_FALSE(report.ok);
   EXPECT_THAT(
       report.problems,
-      ElementsAre(HasSubstr("superblock slot 0 (metadata block 0) has no blkclone magic"),
-                  HasSubstr(absl::StrCat("bitmap block 0 (regions 0..", kR - 1,
-                                         "), slot A at metadata block 2: fails its "
+      ElementsAre(HasSubstr(absl::StrCat("bitmap block 0 (regions 0..", kR - 1,
+                                         "), slot A2 at metadata block 7: fails its "
                                          "checksum")),
                   HasSubstr(absl::StrCat("bitmap block 1 (regions ", kR, "..", 2 * kR - 1,
-                                         "), slot A at metadata block 3: holds data")),
+                                         "), slot A2 at metadata block 8: holds data")),
                   HasSubstr(absl::StrCat("bitmap block 2 (regions ", 2 * kR, "..", 2 * kR + 99,
-                                         "), slot B at metadata block 7: "
+                                         "), slot B1 at metadata block 12: "
                                          "bits set past the last region"))));
+  EXPECT_THAT(report.notes, Contains(HasSubstr("superblock slot 0 (metadata block 0) has no "
+                                               "blkclone magic; an older copy")));
+}
+
+TEST(MetadataCheckTest, NotesOneDamagedCopyWhoseTwinHoldsTheCommittedVersion) {
+  TestMetadata m;
+  CommitDumpExample(m);
+  m.meta.reset();
+  m.Overwrite(m.SlotOffset(0, 1) + 1000, std::vector<std::byte>(8, std::byte{0x5a}));
+  m.Overwrite(2 * kMetadataBlockSize + 50, std::vector<std::byte>(1, std::byte{0x5a}));
+  const CheckReport report = Check(m.view);
+  EXPECT_TRUE(report.ok);
+  EXPECT_EQ(report.hydrated_regions, 9u);
+  EXPECT_THAT(report.notes,
+              ElementsAre(HasSubstr("superblock slot 2 (metadata block 2): checksum mismatch; "
+                                    "the committed superblock is intact in its twin, slot 3"),
+                          HasSubstr(absl::StrCat("bitmap block 0 (regions 0..", kR - 1,
+                                                 "), slot A2 at metadata block 7: is not a copy "
+                                                 "of the committed version its twin holds; the "
+                                                 "committed version is intact in slot A1"))));
+  // A read-write open rewrites both: no copy is missing afterwards.
+  auto meta = PersistentMetadata::Open(AnyBlockDevice::Borrow(*m.device), kGeometry);
+  ASSERT_TRUE(meta.ok()) << meta.status();
+  EXPECT_EQ((*meta)->map().CountSet(), 9u);
+  const CheckReport after = Check(m.view);
+  EXPECT_TRUE(after.ok);
+  EXPECT_THAT(after.notes, Each(Not(HasSubstr("twin"))));
 }
 
 TEST(MetadataCheckTest, NotesTracesOfAnInterruptedCommitButPasses) {
@@ -143,11 +180,11 @@ TEST(MetadataCheckTest, NotesTracesOfAnInterruptedCommitButPasses) {
   auto meta = *PersistentMetadata::Open(AnyBlockDevice::Borrow(faulty), kGeometry);
   meta->MarkHydrated(1, 1);
   meta->Seal();
-  faulty.AddRule({.ops = {Op::kWrite}, .skip = 1, .count = 1});  // the superblock write
+  faulty.AddRule({.ops = {Op::kWrite}, .skip = 1, .count = 1});  // the second bitmap copy
   ASSERT_FALSE(meta->CommitSealed().ok());
   const CheckReport report = Check(m.view);
   EXPECT_TRUE(report.ok);
-  EXPECT_THAT(report.notes, ElementsAre(HasSubstr("slot A at metadata block 2: holds generation "
+  EXPECT_THAT(report.notes, ElementsAre(HasSubstr("slot A1 at metadata block 4: holds generation "
                                                   "2, newer than the superblock's 1")));
   EXPECT_EQ(report.hydrated_regions, 1u);
 }
@@ -172,14 +209,15 @@ TEST(MetadataCheckTest, ClearNeedsCheckClearsTheFlagOnceCheckPasses) {
   auto reopened = PersistentMetadata::Open(AnyBlockDevice::Borrow(*m.device), kGeometry);
   ASSERT_TRUE(reopened.ok()) << reopened.status();
   EXPECT_EQ((*reopened)->map().CountSet(), 3u);
-  EXPECT_EQ((*reopened)->generation(), 1u);
+  EXPECT_EQ((*reopened)->generation(), 2u);  // clearing it was a commit
 }
 
 TEST(MetadataCheckTest, ClearNeedsCheckRefusesWhileProblemsRemain) {
   TestMetadata m;
   m.Commit({{3, 3}});
   m.meta.reset();
-  m.Overwrite(m.SlotOffset(0, 1) + 2000, std::vector<std::byte>(4, std::byte{1}));
+  for (int slot : {2, 3})  // both copies of the committed version
+    m.Overwrite(m.SlotOffset(0, slot) + 2000, std::vector<std::byte>(4, std::byte{1}));
   EXPECT_FALSE(PersistentMetadata::Open(AnyBlockDevice::Borrow(*m.device), kGeometry).ok());
   ASSERT_TRUE(m.Header().needs_check);
   const absl::Status status = ClearNeedsCheck(m.view);
@@ -194,9 +232,9 @@ TEST(MetadataDumpTest, TextListsGeometryFlagsUsageAndMergedRanges) {
   const auto text = DumpText(m.view);
   ASSERT_TRUE(text.ok()) << text.status();
   const uint64_t n = kGeometry.region_count;
-  EXPECT_EQ(*text, absl::StrCat("format version: 1\n"
+  EXPECT_EQ(*text, absl::StrCat("format version: 2\n"
                                 "uuid: 00112233-4455-6677-8899-aabbccddeeff\n"
-                                "generation: 3 (superblock slot 1)\n"
+                                "generation: 3 (superblock slot 2)\n"
                                 "region size: 4096\n"
                                 "region count: ",
                                 n, "\n", "source size: ", n * 4096, "\n",
@@ -205,7 +243,7 @@ TEST(MetadataDumpTest, TextListsGeometryFlagsUsageAndMergedRanges) {
                                 "incompat features: 0x0\n"
                                 "finished: no\n"
                                 "needs check: no\n"
-                                "metadata blocks: 6/8 used, 4096 bytes each\n"
+                                "metadata blocks: 12/16 used, 4096 bytes each\n"
                                 "hydrated regions: 9/",
                                 n, "\n",
                                 "hydrated ranges:\n"
@@ -223,13 +261,13 @@ TEST(MetadataDumpTest, JsonHasTheSameFactsAsOneObject) {
   ASSERT_TRUE(json.ok()) << json.status();
   const uint64_t n = kGeometry.region_count;
   EXPECT_EQ(*json, absl::StrCat(
-                       "{\"format_version\":1,\"uuid\":\"00112233-4455-6677-8899-aabbccddeeff\","
+                       "{\"format_version\":2,\"uuid\":\"00112233-4455-6677-8899-aabbccddeeff\","
                        "\"generation\":4,\"superblock_slot\":0,\"geometry\":{\"region_size\":4096,"
                        "\"region_count\":",
                        n, ",\"source_size\":", n * 4096, ",\"dest_size\":", n * 4096,
                        "},\"compat_features\":1,"
                        "\"incompat_features\":0,\"finished\":true,\"needs_check\":false,"
-                       "\"usage\":{\"block_size\":4096,\"used_blocks\":6,\"total_blocks\":8},"
+                       "\"usage\":{\"block_size\":4096,\"used_blocks\":12,\"total_blocks\":16},"
                        "\"hydrated_regions\":9,\"hydrated_ranges\":[[0,4],[10,10],[",
                        kR - 1, ",", kR, "],[", n - 1, ",", n - 1, "]]}"));
 }
@@ -247,7 +285,8 @@ TEST(MetadataDumpTest, EmptyAndFullMaps) {
 TEST(MetadataDumpTest, DamagedMetadataIsDataLoss) {
   TestMetadata m;
   m.Commit({{0, 1}});
-  m.Overwrite(m.SlotOffset(0, 1) + 100, std::vector<std::byte>(1, std::byte{0xff}));
+  for (int slot : {2, 3})  // both copies of the committed version
+    m.Overwrite(m.SlotOffset(0, slot) + 100, std::vector<std::byte>(1, std::byte{0xff}));
   EXPECT_EQ(DumpText(m.view).status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(DumpJson(m.view).status().message(), HasSubstr("bitmap block 0"));
 }
@@ -258,35 +297,45 @@ TEST(MetadataDumpTest, DamagedMetadataIsDataLoss) {
 const CloneGeometry kSeedGeometry = GeometryOf(100);
 
 struct Seed {
-  const char* name;
+  std::string name;
   std::vector<std::byte> image;
   bool check_ok;
 };
 
-std::vector<Seed> MakeSeeds() {
-  std::vector<Seed> seeds;
-  TestMetadata fresh(kSeedGeometry);
-  seeds.push_back({"fresh.img", fresh.device->Contents(), true});
+// Fresh, used, interrupted and needs_check metadata of `version`, named with `prefix`.
+void AddSeeds(std::vector<Seed>& seeds, const std::string& prefix, uint32_t version) {
+  TestMetadata fresh(kSeedGeometry, version);
+  seeds.push_back({prefix + "fresh.img", fresh.device->Contents(), true});
 
-  TestMetadata used(kSeedGeometry);
+  TestMetadata used(kSeedGeometry, version);
   used.Commit({{0, 10}, {64, 3}});
   used.Commit({{99, 1}});
-  seeds.push_back({"used.img", used.device->Contents(), true});
+  seeds.push_back({prefix + "used.img", used.device->Contents(), true});
 
   FaultInjectingDevice<MemoryDevice> faulty(*used.device);
   used.meta.reset();
-  used.meta = *PersistentMetadata::Open(AnyBlockDevice::Borrow(faulty), kSeedGeometry);
+  used.meta = *PersistentMetadata::Open(AnyBlockDevice::Borrow(faulty), kSeedGeometry,
+                                        {.format_version = version});
   used.meta->MarkHydrated(50, 5);
   used.meta->Seal();
   faulty.AddRule({.ops = {Op::kWrite}, .skip = 1, .count = 1});
   EXPECT_FALSE(used.meta->CommitSealed().ok());
-  seeds.push_back({"interrupted.img", used.device->Contents(), true});
+  seeds.push_back({prefix + "interrupted.img", used.device->Contents(), true});
 
   used.meta.reset();
-  used.Overwrite(used.SlotOffset(0, 0) + 3000, std::vector<std::byte>(1, std::byte{0x80}));
-  EXPECT_FALSE(PersistentMetadata::Open(AnyBlockDevice::Borrow(*used.device), kSeedGeometry).ok());
-  seeds.push_back({"needs_check.img", used.device->Contents(), false});
+  // Every copy of the committed version of the only bitmap block (pair A).
+  for (int slot = 0; slot < internal::CopiesIn(version); ++slot)
+    used.Overwrite(used.SlotOffset(0, slot) + 3000, std::vector<std::byte>(1, std::byte{0x80}));
+  EXPECT_FALSE(PersistentMetadata::Open(AnyBlockDevice::Borrow(*used.device), kSeedGeometry,
+                                        {.format_version = version})
+                   .ok());
+  seeds.push_back({prefix + "needs_check.img", used.device->Contents(), false});
+}
 
+std::vector<Seed> MakeSeeds() {
+  std::vector<Seed> seeds;
+  AddSeeds(seeds, "", internal::kFormatVersion);
+  AddSeeds(seeds, "format1_", 1);
   TestMetadata large(GeometryOf(2 * kR + 10));
   large.Commit({{0, 1}, {kR, kR}, {2 * kR + 9, 1}});
   EXPECT_TRUE(large.meta->SetFinished().ok());

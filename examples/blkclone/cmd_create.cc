@@ -98,7 +98,7 @@ absl::Status CheckReusable(const StateDir& dir, const std::string& path, const S
     return refuse(absl::StrCat("holds the metadata of another clone (uuid ", uuid, ": source ",
                                stored.source_size, " bytes, destination ", stored.dest_size,
                                " bytes, region ", stored.region_size,
-                               " bytes); zero its first 8 KiB to reuse the device"));
+                               " bytes); zero its first 16 KiB to reuse the device"));
   if (header.finished()) return refuse(absl::StrCat("holds a finished clone (uuid ", uuid, ")"));
   if (header.needs_check)
     return refuse(absl::StrCat("needs_check is set; run blkclone check ", path));

@@ -24,12 +24,25 @@ absl::StatusOr<AnyBlockDevice> OpenMetadata(const ParsedArgs& args, Access acces
 
 absl::StatusOr<int> RunCheck(const ParsedArgs& args) {
   const bool clear = args.Has("--clear-needs-check-flag");
-  BLKCLONE_ASSIGN_OR_RETURN(AnyBlockDevice device,
-                            OpenMetadata(args, clear ? Access::kReadWrite : Access::kReadOnly));
+  const bool repair = args.Has("--repair");
+  if (clear && repair)
+    return absl::InvalidArgumentError("--clear-needs-check-flag and --repair exclude each other");
+  BLKCLONE_ASSIGN_OR_RETURN(
+      AnyBlockDevice device,
+      OpenMetadata(args, clear || repair ? Access::kReadWrite : Access::kReadOnly));
   const std::string& path = args.positional[0];
-  const CheckReport report = Check(device);
+  CheckReport report = Check(device);
   for (const std::string& problem : report.problems) std::printf("%s\n", problem.c_str());
   for (const std::string& note : report.notes) std::printf("note: %s\n", note.c_str());
+  if (!report.ok && repair) {
+    std::printf("metadata device %s: %zu problem(s) found; repairing\n", path.c_str(),
+                report.problems.size());
+    BLKCLONE_RETURN_IF_ERROR(Repair(device).status());
+    report = Check(device);
+    for (const std::string& problem : report.problems) std::printf("%s\n", problem.c_str());
+    for (const std::string& note : report.notes) std::printf("note: %s\n", note.c_str());
+    if (report.ok) std::printf("repaired\n");
+  }
   if (!report.ok) {
     std::printf("metadata device %s: %zu problem(s) found\n", path.c_str(), report.problems.size());
     return kExitFailure;
@@ -40,8 +53,8 @@ absl::StatusOr<int> RunCheck(const ParsedArgs& args) {
   }
   std::printf("metadata device %s: clean", path.c_str());
   if (report.header)
-    std::printf(" (uuid %s, generation %llu, %llu of %llu regions hydrated)",
-                report.header->uuid.ToString().c_str(),
+    std::printf(" (format %u, uuid %s, generation %llu, %llu of %llu regions hydrated)",
+                report.header->format_version, report.header->uuid.ToString().c_str(),
                 static_cast<unsigned long long>(report.header->generation),
                 static_cast<unsigned long long>(report.hydrated_regions),
                 static_cast<unsigned long long>(report.header->geometry.region_count));

@@ -147,16 +147,23 @@ std::span<const CommandDoc> CommandDocs() {
        "finished clone; status and verify still work. Finalizing again changes nothing.",
        {kBackend, kStateDir}},
       {"check",
-       "METADATA [--clear-needs-check-flag]",
+       "METADATA [--clear-needs-check-flag | --repair]",
        "Check a metadata device, like thin_check.",
-       "Reads both superblock slots and both copies of every bitmap block and prints each "
+       "Reads every superblock slot and every copy of every bitmap block and prints each "
        "problem on its own line, naming the block and what is wrong, then harmless findings "
-       "(such as traces of an interrupted commit) as lines starting with \"note: \". Exit "
-       "status 0 when the metadata is clean, 1 when problems were found. Check metadata that "
-       "no clone is using.",
+       "(such as traces of an interrupted commit, or one damaged copy whose twin holds the "
+       "committed state) as lines starting with \"note: \". Exit status 0 when the metadata is "
+       "clean, 1 when problems were found: then read-write opens are refused until it is "
+       "repaired. Check metadata that no clone is using.",
        {{"--clear-needs-check-flag", "",
          "When the check passes, clear the needs_check flag that detected damage sets; "
          "read-write opens are refused while it is set."},
+        {"--repair", "",
+         "When problems were found, accept the loss they mean and make the metadata usable: "
+         "each damaged bitmap block takes its newest readable committed version (zeroes if "
+         "none), so the regions only a lost version marked hydrated read from the source "
+         "again, and writes made to them through the clone are lost. Commits that state with "
+         "needs_check cleared, checks again and exits 0 if the check then passes."},
         kBackend,
         kCephConf}},
       {"dump",

@@ -1,7 +1,7 @@
 // Offline verification and inspection of PersistentMetadata, in the spirit of
 // thin_check and thin_dump. Check reads every block and reports every problem
 // with the block it is in; Dump prints the last committed state. Neither writes,
-// except ClearNeedsCheck, which needs a passing Check first.
+// except ClearNeedsCheck, which needs a passing Check first, and Repair.
 //
 //   blkclone::CheckReport report = blkclone::Check(device);
 //   for (const std::string& problem : report.problems) std::cerr << problem << "\n";
@@ -35,8 +35,17 @@ struct CheckReport {
 // set. Reads only.
 CheckReport Check(AnyBlockDevice& device);
 
-// Clears needs_check if Check passes (else kFailedPrecondition with the problems).
+// Clears needs_check if Check passes (else kFailedPrecondition with the problems),
+// by a commit that also rewrites whatever Check noted.
 [[nodiscard]] absl::Status ClearNeedsCheck(AnyBlockDevice& device);
+
+// Makes metadata with problems usable again, accepting the loss Check reports:
+// each damaged bitmap block takes its newest readable committed version (all
+// zeroes if none), so regions only a lost version had read from the source
+// again and are hydrated anew. Commits that state with needs_check cleared, and
+// upgrades format 1 if it can. Returns the report of the Check before the
+// repair. Fails when no superblock is usable (the geometry is unknown).
+[[nodiscard]] absl::StatusOr<CheckReport> Repair(AnyBlockDevice& device);
 
 // Geometry, UUID, generation, flags, usage and the hydrated regions of the last
 // committed state as merged [first, last] ranges; kDataLoss if it is damaged.

@@ -56,9 +56,13 @@ struct Uuid {
 
 // Where the bitmap lives on the metadata device, in metadata blocks.
 struct MetadataLayout {
-  uint64_t bitmap_blocks = 0;          // blocks per slot array
-  std::array<uint64_t, 2> slot_start;  // first block of slot array A and of B
+  uint64_t bitmap_blocks = 0;  // blocks per slot array
+  int copies = 1;              // of each version: 1 in format 1, 2 in format 2
+  // First block of each slot array: 2 * copies of them. Array s holds copy
+  // s % copies of pair s / copies (format 1: A, B; format 2: A1, A2, B1, B2).
+  std::array<uint64_t, 4> slot_start{};
 
+  int slots() const { return 2 * copies; }
   bool operator==(const MetadataLayout&) const = default;
 };
 
@@ -72,7 +76,9 @@ struct StoredHeader {
   uint64_t incompat_features = 0;  // unknown bits make readers refuse the metadata
   bool needs_check = false;        // damage was found; read-write opens are refused
   MetadataLayout layout;
-  int superblock_slot = 0;  // not stored: the slot (0 or 1) this header was read from
+  int superblock_slot = 0;  // not stored: the slot this header was read from
+  // Not stored: valid copies of this generation in the pair of superblock_slot.
+  int superblock_copies = 0;
 
   bool finished() const { return (compat_features & kFeatureFinished) != 0; }
 };
@@ -84,6 +90,14 @@ struct MetadataOpenOptions {
   bool format_if_blank = true;
   // The UUID a format gives the metadata; random when unset. For reproducible images.
   std::optional<Uuid> format_uuid = std::nullopt;
+  // The format version a format writes and a read-write open upgrades older
+  // metadata to (when the device has room). 1 writes what older builds read.
+  uint32_t format_version = 2;
+  // A read-write open that proceeds despite needs_check and damage: a damaged
+  // bitmap block takes its newest readable committed version (all zeroes if
+  // none), losing the regions only a lost version had. The open then commits at
+  // once, rewriting every damaged block, with needs_check cleared.
+  bool repair = false;
 };
 
 class PersistentMetadata final : public Metadata {
@@ -91,6 +105,9 @@ class PersistentMetadata final : public Metadata {
   using OpenOptions = MetadataOpenOptions;
 
   // Opens (or formats, see OpenOptions) the metadata on `device` for `geometry`.
+  // A read-write open upgrades format 1 metadata in place (crash-safe) when the
+  // device has room for format 2, and rewrites at once a block or superblock
+  // whose committed version lost one of its two copies.
   // Errors: kInvalidArgument (bad geometry, device block size, device too small),
   // kNotFound (blank and not formatting), kFailedPrecondition (not blkclone
   // metadata, geometry mismatch, needs_check on a read-write open), kUnimplemented
@@ -102,8 +119,9 @@ class PersistentMetadata final : public Metadata {
   // the geometry. Errors as Open's, with kNotFound for a blank device.
   [[nodiscard]] static absl::StatusOr<StoredHeader> ReadHeader(AnyBlockDevice& device);
 
-  // Smallest metadata device, in bytes, that holds `geometry`'s map.
-  static uint64_t RequiredSize(const CloneGeometry& geometry);
+  // Smallest metadata device, in bytes, that holds `geometry`'s map in format 2
+  // (or in `format_version`).
+  static uint64_t RequiredSize(const CloneGeometry& geometry, uint32_t format_version = 2);
 
   const CloneGeometry& geometry() const override { return geometry_; }
   const RegionMap& map() const override { return *map_.load(std::memory_order_acquire); }
@@ -126,6 +144,7 @@ class PersistentMetadata final : public Metadata {
   Uuid uuid() const;
   // Generation of the last complete commit.
   uint64_t generation() const;
+  uint32_t format_version() const;
   bool read_only() const { return read_only_; }
 
  private:
@@ -140,13 +159,17 @@ class PersistentMetadata final : public Metadata {
   // to persist; its generation and slot advance here. `always` writes the
   // superblock even when no block is sealed.
   absl::Status Commit(StoredHeader next, bool always) ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
-  // Writes `blocks` (sorted) into their free slots, stamped with `next`'s generation.
+  // A commit now, of whatever is queued, with needs_check cleared: restores
+  // the copies that damage or an interrupted commit cost.
+  absl::Status Rewrite();
+  // Writes `blocks` (sorted) into their free pairs, stamped with `next`'s generation.
   absl::Status WriteBitmapBlocks(const std::vector<uint64_t>& blocks, const StoredHeader& next)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
   // The state `header` committed. Damage gives kDataLoss, after recording
-  // needs_check on the device when `writable`.
+  // needs_check on the device when `writable`; with `repair`, a damaged block
+  // takes its newest readable version and is queued for rewriting instead.
   static absl::StatusOr<Loaded> Load(AnyBlockDevice& device, const StoredHeader& header,
-                                     bool writable);
+                                     bool writable, bool repair);
 
   const CloneGeometry geometry_;
   const bool read_only_;

@@ -33,7 +33,7 @@ cases=(
   "create x 0 1000 clone $m $d $s 8|length 1000: the source $WORK/$s has $sectors sectors"
   "create x clone $m $d missing.img 8|source $WORK/missing.img: does not exist"
   "create x clone $m small.img $s 8|destination (2097152 bytes) is smaller than the source (4194304 bytes)"
-  "create x clone tiny.img $d $s 8|metadata device $WORK/tiny.img: 8192 bytes is too small; 1024 regions need at least 16384 bytes"
+  "create x clone tiny.img $d $s 8|metadata device $WORK/tiny.img: 8192 bytes is too small; 1024 regions need at least 32768 bytes"
   "create x clone $m $d $d 8|source $WORK/$d: the same device as the destination"
   "create x clone meta.img $d $s 8|holds the metadata of clone live"
   "create x clone meta.img $d $s 16|holds the metadata of another clone"

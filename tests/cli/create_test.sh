@@ -9,7 +9,7 @@ contains out "created clone kernel: 16.0 MiB source, 4096 regions of 4.0 KiB"
 [ "$(cat state/kernel.table)" = "0 $sectors clone $WORK/meta.img $WORK/dst.img $WORK/src.img 8 1 no_hydration 4 hydration_threshold 1 hydration_batch_size 1" ] ||
   fail "recorded table: $(cat state/kernel.table)"
 expect 0 status kernel
-[ "$(cat out)" = "8 2/256 8 0/4096 0 1 no_hydration 4 hydration_threshold 1 hydration_batch_size 1 rw" ] ||
+[ "$(cat out)" = "8 4/256 8 0/4096 0 1 no_hydration 4 hydration_threshold 1 hydration_batch_size 1 rw" ] ||
   fail "status: $(cat out)"
 expect 0 status kernel --json
 contains out '"active":false'

@@ -16,6 +16,7 @@
 #include <new>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
@@ -60,30 +61,51 @@ absl::Status SubmitAll(AnyBlockDevice& device, std::span<Request> requests);
 // Makes `count` blocks from `first_block` read back as zeroes (not yet durable).
 absl::Status ZeroBlocks(AnyBlockDevice& device, uint64_t first_block, uint64_t count);
 
-// Blocks 0 and 1 as stored; fails when the device cannot hold or read them.
-absl::StatusOr<BlockBuffer> ReadSuperblockBlocks(AnyBlockDevice& device);
-// Both superblock slots, decoded; fails only when they cannot be read.
-absl::StatusOr<std::array<absl::StatusOr<StoredHeader>, 2>> ReadSuperblocks(AnyBlockDevice& device);
-// Writes `header` into superblock slot `slot`; the caller flushes.
-absl::Status WriteSuperblock(AnyBlockDevice& device, int slot, const StoredHeader& header);
+// The superblock slots as stored: blocks 0..3, or 0..1 on a device of 2 or 3
+// blocks; fails when the device cannot hold or read two.
+struct SuperblockBlocks {
+  BlockBuffer buffer;
+  int count;
+};
+absl::StatusOr<SuperblockBlocks> ReadSuperblockBlocks(AnyBlockDevice& device);
+// Every superblock slot, decoded; fails only when they cannot be read.
+absl::StatusOr<std::vector<absl::StatusOr<StoredHeader>>> ReadSuperblocks(AnyBlockDevice& device);
+// Writes `header` into every copy of superblock pair `pair` of its format, in
+// one request; the caller flushes.
+absl::Status WriteSuperblockPair(AnyBlockDevice& device, int pair, const StoredHeader& header);
+// Writes `header` into `count` superblock slots from `first`, in one request; the caller flushes.
+absl::Status WriteSuperblocks(AnyBlockDevice& device, int first, int count,
+                              const StoredHeader& header);
+
+// Writes a version of each of `blocks` (sorted) into every copy of pair
+// `pair_of(i)` of `header`'s layout, stamped with its generation; `fill(i, out)`
+// stores the payload words of blocks[i]. Neighbouring blocks bound for the same
+// slot array go out as one request. The caller flushes.
+absl::Status WriteBitmapVersions(AnyBlockDevice& device, const StoredHeader& header,
+                                 std::span<const uint64_t> blocks,
+                                 absl::FunctionRef<int(size_t)> pair_of,
+                                 absl::FunctionRef<void(size_t, Block)> fill);
 
 // Bitmap payload words of `block` that describe regions (the last block's tail does not).
 uint64_t WordsInBlock(uint64_t region_count, uint64_t block);
 
-// One bitmap block with both of its slots, as a scan sees it.
+// One bitmap block with all of its slots, as a scan sees it.
 struct BitmapBlockView {
   uint64_t index;
-  std::array<ConstBlock, 2> slots;
-  std::array<BitmapSlot, 2> kinds;
+  int count;                                      // slots: 2 in format 1, 4 in format 2
+  std::array<const std::byte*, kMaxSlots> slots;  // each kMetadataBlockSize bytes
+  std::array<BitmapSlot, kMaxSlots> kinds;
   BitmapChoice choice;
 
   // Word `i` of the committed version (0 for a block never committed).
   uint64_t Word(uint64_t i) const {
-    return choice.slot == kNoSlot ? 0 : LoadBitmapWord(slots[choice.slot], i);
+    return choice.slot == kNoSlot
+               ? 0
+               : LoadBitmapWord(ConstBlock(slots[choice.slot], kMetadataBlockSize), i);
   }
 };
 
-// Calls `visit` for every bitmap block in order, reading both slot arrays in
+// Calls `visit` for every bitmap block in order, reading every slot array in
 // large sequential chunks; stops at the first error, from I/O or from `visit`.
 absl::Status ForEachBitmapBlock(AnyBlockDevice& device, const StoredHeader& header,
                                 absl::FunctionRef<absl::Status(const BitmapBlockView&)> visit);
@@ -92,5 +114,7 @@ absl::Status ForEachBitmapBlock(AnyBlockDevice& device, const StoredHeader& head
 std::string DescribeSlot(const StoredHeader& header, uint64_t block, int slot);
 // DescribeSlot of the damaged slot, then what is wrong with it.
 std::string DescribeDamage(const StoredHeader& header, const BitmapBlockView& view);
+// DescribeSlot of the suspect slot, what is wrong with it, and where the committed version is.
+std::string DescribeSuspect(const StoredHeader& header, const BitmapBlockView& view);
 
 }  // namespace blkclone::internal
