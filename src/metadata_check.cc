@@ -3,7 +3,9 @@
 // what they find instead of stopping at it.
 #include "blkclone/metadata_check.hpp"
 
+#include <algorithm>
 #include <bit>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -93,7 +95,7 @@ void CheckOtherSuperblock(const StoredHeader& header, int s,
         twin ? absl::StrCat("; the committed superblock is intact in its twin, ", current,
                             ", and a read-write open rewrites the pair")
              : "; an older copy or a torn write by an interrupted commit; the next commit "
-               "rewrites it"));
+               "overwrites it"));
   } else if (absl::IsDataLoss(status) && !checksum_matches) {
     // A torn write of the slot being replaced looks exactly like this.
     findings.Note(absl::StrCat(status.message(),
@@ -121,10 +123,18 @@ std::optional<StoredHeader> CheckSuperblocks(AnyBlockDevice& device, Findings& f
     return std::nullopt;
   }
   const int count = std::min(internal::SuperblockSlots(header->format_version), raw->count);
+  const int current = header->superblock_slot;
   for (int s = 0; s < count; ++s) {
-    if (s == header->superblock_slot) continue;
+    if (s == current) continue;
     CheckOtherSuperblock(*header, s, slots[s], internal::ChecksumMatches(raw->buffer.block(s)),
                          findings);
+    // Both copies of a pair are written from one buffer.
+    const int copies = header->layout.copies;
+    if (internal::PairOf(s, copies) == internal::PairOf(current, copies) && slots[s].ok() &&
+        slots[s]->generation == header->generation &&
+        !std::ranges::equal(raw->buffer.block(s), raw->buffer.block(current)))
+      findings.Note(absl::StrCat("superblock slot ", s, " differs from its twin, slot ", current,
+                                 ", of the same generation; a later commit overwrites it"));
   }
   if (header->needs_check)
     findings.Note("needs_check is set: read-write opens are refused until it is cleared");
@@ -150,6 +160,18 @@ void CheckBitmap(AnyBlockDevice& device, const StoredHeader& header, Findings& f
           return absl::OkStatus();
         }
         if (choice.suspect_slot != kNoSlot) findings.Note(internal::DescribeSuspect(header, view));
+        for (int s = 0; s < view.count; ++s) {
+          // Copies of one version are written from one buffer.
+          if (s != choice.slot && view.kinds[s].kind == SlotKind::kValid &&
+              choice.slot != kNoSlot &&
+              view.kinds[s].generation == view.kinds[choice.slot].generation &&
+              std::memcmp(view.slots[s], view.slots[choice.slot], kMetadataBlockSize) != 0)
+            findings.Note(absl::StrCat(internal::DescribeSlot(header, view.index, s),
+                                       ": differs from slot ",
+                                       internal::SlotName(choice.slot, header.layout.copies),
+                                       " of the same generation; a later commit of the block "
+                                       "overwrites it"));
+        }
         for (int s = 0; s < view.count; ++s) {
           if (s == choice.slot || s == choice.suspect_slot) continue;
           const internal::BitmapSlot& slot = view.kinds[s];

@@ -197,7 +197,8 @@ TEST(MetadataCheckTest, ClearNeedsCheckClearsTheFlagOnceCheckPasses) {
   flagged.needs_check = true;
   std::vector<std::byte> block(kMetadataBlockSize);
   internal::EncodeSuperblock(flagged, std::span<std::byte, kMetadataBlockSize>(block));
-  m.Overwrite(flagged.superblock_slot * kMetadataBlockSize, block);
+  for (int copy = 0; copy < 2; ++copy)  // both copies of the current pair
+    m.Overwrite((flagged.superblock_slot + copy) * kMetadataBlockSize, block);
   ASSERT_EQ(PersistentMetadata::Open(AnyBlockDevice::Borrow(*m.device), kGeometry).status().code(),
             absl::StatusCode::kFailedPrecondition);
   const CheckReport report = Check(m.view);

@@ -22,49 +22,30 @@
 #include "blkclone/testing/temp_dir.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "metadata_fixtures.hpp"
 #include "rapidcheck.h"
 #include "rapidcheck/gtest.h"
 
 namespace blkclone {
 namespace {
 
-using internal::kRegionsPerBitmapBlock;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-constexpr uint64_t kR = kRegionsPerBitmapBlock;
-
-CloneGeometry GeometryOf(uint64_t regions, uint64_t region_size = 4096) {
-  return CloneGeometry{.source_size = regions * region_size,
-                       .dest_size = regions * region_size,
-                       .region_size = region_size,
-                       .region_count = regions};
-}
+using testing::Commit;
+using testing::DeviceWith;
+using testing::ForEachCrashImage;
+using testing::ForEachTornImage;
+using testing::GeometryOf;
+using testing::HeaderOf;
+using testing::kR;
+using testing::NewDevice;
+using testing::OpenOn;
+using testing::WordsOf;
 
 // Four bitmap blocks, the last one partial.
 const CloneGeometry kGeometry = GeometryOf(3 * kR + 1000);
-
-std::unique_ptr<MemoryDevice> NewDevice(uint64_t size, bool simulate_crashes = false) {
-  return *MemoryDevice::Create({.size = size, .simulate_crashes = simulate_crashes});
-}
-
-std::unique_ptr<MemoryDevice> NewDevice(const CloneGeometry& geometry,
-                                        bool simulate_crashes = false) {
-  return NewDevice(PersistentMetadata::RequiredSize(geometry), simulate_crashes);
-}
-
-std::unique_ptr<MemoryDevice> DeviceWith(const std::vector<std::byte>& image) {
-  auto device = NewDevice(image.size());
-  device->Fill(0, image);
-  return device;
-}
-
-template <class D>
-absl::StatusOr<std::unique_ptr<PersistentMetadata>> OpenOn(D& device, const CloneGeometry& geometry,
-                                                           MetadataOpenOptions options = {}) {
-  return PersistentMetadata::Open(AnyBlockDevice::Borrow(device), geometry, options);
-}
 
 std::vector<bool> BitsOf(const RegionMap& map) {
   std::vector<bool> bits(map.size());
@@ -74,18 +55,6 @@ std::vector<bool> BitsOf(const RegionMap& map) {
 
 void SetBits(std::vector<bool>& bits, uint64_t first, uint64_t count) {
   for (uint64_t r = first; r < first + count && r < bits.size(); ++r) bits[r] = true;
-}
-
-// Marks, seals and commits, as the engine does (the destination flush is moot here).
-void Commit(PersistentMetadata& meta, std::initializer_list<std::pair<uint64_t, uint64_t>> ranges) {
-  for (auto [first, count] : ranges) meta.MarkHydrated(first, count);
-  meta.Seal();
-  ASSERT_TRUE(meta.CommitSealed().ok());
-}
-
-StoredHeader HeaderOf(MemoryDevice& device) {
-  AnyBlockDevice view = AnyBlockDevice::Borrow(device);
-  return *PersistentMetadata::ReadHeader(view);
 }
 
 void FlipBit(MemoryDevice& device, uint64_t offset, uint8_t mask = 0x10) {
@@ -664,8 +633,8 @@ TEST(PersistentMetadataTest, CommitOfManyBlocksCoalescesNeighboursIntoLargeWrite
 struct RecordedCommit {
   std::vector<std::byte> initial;
   WriteLog log;
-  std::vector<bool> before;
-  std::vector<bool> after;
+  std::vector<uint64_t> before;  // map words
+  std::vector<uint64_t> after;
 };
 
 RecordedCommit RecordCommit() {
@@ -674,14 +643,14 @@ RecordedCommit RecordCommit() {
   {
     auto meta = OpenOn(*device, kGeometry);
     Commit(**meta, {{0, 3}, {kR + 5, 2}, {3 * kR + 10, 1}});
-    r.before = BitsOf((*meta)->map());
+    r.before = WordsOf((*meta)->map());
   }
   r.initial = device->Contents();
   RecordingDevice<MemoryDevice> recorder(*device);
   auto meta = OpenOn(recorder, kGeometry);
   // Blocks 0, 1 and 3 go to pair A, block 2 (never written) to pair B.
   Commit(**meta, {{7, 1}, {kR + 100, 50}, {2 * kR + 1, 1}, {3 * kR + 999, 1}});
-  r.after = BitsOf((*meta)->map());
+  r.after = WordsOf((*meta)->map());
   r.log = recorder.Log();
   return r;
 }
@@ -693,15 +662,15 @@ bool OpensAsBeforeOrAfter(const std::vector<std::byte>& image, const RecordedCom
   auto meta = OpenOn(*device, kGeometry);
   EXPECT_TRUE(meta.ok()) << meta.status();
   if (!meta.ok()) return false;
-  std::vector<bool> bits = BitsOf((*meta)->map());
-  EXPECT_TRUE(bits == r.before || bits == r.after);
-  const bool after = bits == r.after;
+  std::vector<uint64_t> words = WordsOf((*meta)->map());
+  EXPECT_TRUE(words == r.before || words == r.after);
+  const bool after = words == r.after;
   Commit(**meta, {{kR + 200, 1}});
-  SetBits(bits, kR + 200, 1);
+  words[(kR + 200) / 64] |= uint64_t{1} << ((kR + 200) % 64);
   meta->reset();
   meta = OpenOn(*device, kGeometry);
   EXPECT_TRUE(meta.ok());
-  EXPECT_TRUE(meta.ok() && BitsOf((*meta)->map()) == bits);
+  EXPECT_TRUE(meta.ok() && WordsOf((*meta)->map()) == words);
   return after;
 }
 
@@ -712,65 +681,28 @@ TEST(PersistentMetadataCrashTest, EveryCrashPointAndLostWriteSubsetYieldsTheOldO
   for (const LogEntry& entry : r.log) ops.push_back(entry.op);
   ASSERT_EQ(ops, (std::vector<Op>{Op::kWrite, Op::kWrite, Op::kWrite, Op::kWrite, Op::kWrite,
                                   Op::kWrite, Op::kFlush, Op::kWrite, Op::kFlush}));
-  std::mt19937_64 rng(1);
   int images = 0;
-  for (size_t n = 0; n <= r.log.size(); ++n) {
-    const CrashState state = CrashStateAfter(r.log, n);
-    const size_t k = state.undetermined.size();
-    std::vector<std::vector<bool>> subsets;
-    if (k <= 8) {
-      for (uint64_t mask = 0; mask < (uint64_t{1} << k); ++mask) {
-        std::vector<bool> s(k);
-        for (size_t i = 0; i < k; ++i) s[i] = (mask >> i) & 1;
-        subsets.push_back(s);
-      }
-    } else {
-      for (int i = 0; i < 64; ++i) {
-        std::vector<bool> s(k);
-        for (size_t j = 0; j < k; ++j) s[j] = rng() & 1;
-        subsets.push_back(s);
-      }
-    }
-    for (const auto& survivors : subsets) {
-      SCOPED_TRACE(absl::StrCat("after ", n, " log entries"));
-      const std::vector<std::byte> image = CrashImage(r.initial, r.log, n, survivors);
-      auto device = DeviceWith(image);
-      AnyBlockDevice view = AnyBlockDevice::Borrow(*device);
-      const CheckReport report = Check(view);
-      EXPECT_TRUE(report.ok) << (report.problems.empty() ? "" : report.problems.front());
-      const bool after = OpensAsBeforeOrAfter(image, r);
-      if (n == 0) {
-        EXPECT_FALSE(after);
-      } else if (n == r.log.size()) {
-        EXPECT_TRUE(after);
-      }
-      ++images;
-    }
-  }
+  int after = 0;
+  ForEachCrashImage(r.initial, r.log, [&](const std::vector<std::byte>& image) {
+    auto device = DeviceWith(image);
+    AnyBlockDevice view = AnyBlockDevice::Borrow(*device);
+    const CheckReport report = Check(view);
+    EXPECT_TRUE(report.ok) << (report.problems.empty() ? "" : report.problems.front());
+    after += OpensAsBeforeOrAfter(image, r);
+    ++images;
+  });
   EXPECT_EQ(images, 1 + 2 + 4 + 8 + 16 + 32 + 64 + 1 + 2 + 1);
+  // Only once the superblock write lands: one image of 2 after it, and the last.
+  EXPECT_EQ(after, 2);
 }
 
 TEST(PersistentMetadataCrashTest, TornWritesYieldTheOldOrNewState) {
   const RecordedCommit r = RecordCommit();
-  constexpr uint64_t kSector = 512;
   int torn = 0;
-  for (size_t k = 0; k < r.log.size(); ++k) {
-    const LogEntry& entry = r.log[k];
-    if (entry.op != Op::kWrite) continue;
-    const std::vector<std::byte> old_image = ReplayUpTo(r.initial, r.log, k);
-    for (uint64_t split = kSector; split < entry.length; split += kSector) {
-      for (bool new_first : {true, false}) {
-        SCOPED_TRACE(
-            absl::StrCat("entry ", k, " split at ", split, new_first ? " new|old" : " old|new"));
-        std::vector<std::byte> image = old_image;
-        const uint64_t from = new_first ? 0 : split;
-        const uint64_t to = new_first ? split : entry.length;
-        std::memcpy(image.data() + entry.offset + from, entry.data.data() + from, to - from);
-        OpensAsBeforeOrAfter(image, r);
-        ++torn;
-      }
-    }
-  }
+  ForEachTornImage(r.initial, r.log, [&](const std::vector<std::byte>& image) {
+    OpensAsBeforeOrAfter(image, r);
+    ++torn;
+  });
   EXPECT_GT(torn, 50);
 }
 
@@ -946,60 +878,6 @@ TEST(PersistentMetadataBitFlipTest, BothCopiesOfAnOnceWrittenBlockAreDataLoss) {
   EXPECT_EQ(meta.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(meta.status().message(), HasSubstr("bitmap block 1 "));
   EXPECT_FALSE(HeaderOf(*f.device).needs_check);  // read-only opens write nothing
-}
-
-// ---- Damage to one sector after a commit: the committed state or a report, never a rollback.
-
-// The blocks of `device` that hold a superblock (its magic at byte 8).
-std::vector<uint64_t> SuperblockBlocks(MemoryDevice& device) {
-  const std::vector<std::byte> bytes = device.Contents();
-  std::vector<uint64_t> blocks;
-  for (uint64_t b = 0; b < 8 && (b + 1) * kMetadataBlockSize <= bytes.size(); ++b) {
-    if (std::memcmp(bytes.data() + b * kMetadataBlockSize + 8, "BLKCLONE", 8) == 0)
-      blocks.push_back(b);
-  }
-  return blocks;
-}
-
-// Opens a damaged image read-write: either it holds exactly `committed`, or the
-// open fails with kDataLoss and Check fails too.
-void ExpectCommittedOrReported(const std::vector<std::byte>& image,
-                               const std::vector<bool>& committed) {
-  auto device = DeviceWith(image);
-  AnyBlockDevice view = AnyBlockDevice::Borrow(*device);
-  const CheckReport report = Check(view);
-  auto meta = OpenOn(*device, kGeometry);
-  if (meta.ok()) {
-    EXPECT_EQ(BitsOf((*meta)->map()), committed) << "a committed write was rolled back";
-  } else {
-    EXPECT_EQ(meta.status().code(), absl::StatusCode::kDataLoss) << meta.status();
-    EXPECT_FALSE(report.ok) << "check passes metadata that does not open";
-  }
-  EXPECT_TRUE(!report.ok || meta.ok()) << AllText(report);
-}
-
-TEST(PersistentMetadataDamageTest, AByteFlippedInAnySuperblockNeverRollsBackACommit) {
-  auto device = NewDevice(kGeometry);
-  std::vector<bool> committed;
-  {
-    auto meta = OpenOn(*device, kGeometry);
-    ASSERT_TRUE(meta.ok());
-    Commit(**meta, {{0, 1}});
-    committed = BitsOf((*meta)->map());
-  }
-  const std::vector<std::byte> image = device->Contents();
-  const std::vector<uint64_t> blocks = SuperblockBlocks(*device);
-  ASSERT_GE(blocks.size(), 2u);
-  for (uint64_t block : blocks) {
-    // Every byte of the fields, and a sample of the reserved rest (all under the CRC).
-    for (uint64_t byte = 0; byte < kMetadataBlockSize; byte += byte < 128 ? 1 : 61) {
-      SCOPED_TRACE(absl::StrCat("block ", block, " byte ", byte));
-      std::vector<std::byte> damaged = image;
-      damaged[block * kMetadataBlockSize + byte] ^= std::byte{0xff};
-      ExpectCommittedOrReported(damaged, committed);
-      if (::testing::Test::HasFailure()) return;
-    }
-  }
 }
 
 // ---- Reloads.

@@ -1,11 +1,14 @@
 // libFuzzer target: arbitrary bytes as a metadata device, through Check, both
 // dumps and PersistentMetadata::Open, read-only with the stored geometry and
-// read-write with a fixed small one (which may format, record needs_check or
-// commit). Each input runs twice, as is and with every block's checksum made
-// valid, since random bytes almost never pass a CRC32C and the decoding behind
-// it would go untested. Besides memory errors it traps when the readers
-// disagree: metadata that Check passes must open with the hydrated count Check
-// found, and must still pass after a commit.
+// read-write with a fixed small one (which may format, upgrade format 1, record
+// needs_check, repair or commit). Each input runs twice, as is and with every
+// block's checksum made valid, since random bytes almost never pass a CRC32C
+// and the decoding behind it would go untested. Besides memory errors it traps
+// when the readers disagree: metadata that Check passes must open with the
+// hydrated count Check found, and must still pass after a commit; and format 2
+// metadata that Check passes without a note must keep that count with any one
+// byte flipped (the one the input's CRC32C picks), as every committed version
+// has two copies. The seeds hold both format versions.
 //
 //   cmake --preset fuzz && cmake --build --preset fuzz
 //   build/fuzz/tests/metadata_fuzzer -max_total_time=60 tests/fuzz/corpus/metadata
@@ -52,6 +55,20 @@ void OpenAndCommit(MemoryDevice& device, bool was_ok) {
   Require(!was_ok || Check(view).ok);
 }
 
+// One damaged byte in clean format 2 metadata costs nothing committed.
+void OpenWithOneByteFlipped(const std::vector<std::byte>& image, const CheckReport& report) {
+  if (!report.ok || !report.notes.empty() || report.header->format_version < 2) return;
+  const uint64_t used = std::min<uint64_t>(
+      image.size(), internal::LayoutEnd(report.header->layout, report.header->format_version));
+  std::vector<std::byte> damaged = image;
+  damaged[internal::Crc32c(image) % used] ^= std::byte{0xff};
+  auto device = *MemoryDevice::Create({.size = damaged.size()});
+  device->Fill(0, damaged);
+  auto meta = PersistentMetadata::Open(AnyBlockDevice::Borrow(*device), report.header->geometry);
+  Require(meta.ok());
+  Require((*meta)->map().CountSet() == report.hydrated_regions);
+}
+
 void Run(const std::vector<std::byte>& image) {
   auto device = *MemoryDevice::Create({.size = image.size()});
   device->Fill(0, image);
@@ -63,6 +80,7 @@ void Run(const std::vector<std::byte>& image) {
   if (report.ok) {
     Require(json_ok);
     OpenReadOnly(*device, report);
+    OpenWithOneByteFlipped(image, report);
   }
   OpenAndCommit(*device, report.ok);
 }
