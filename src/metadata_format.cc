@@ -295,7 +295,10 @@ absl::StatusOr<StoredHeader> ChooseSuperblock(std::span<const absl::StatusOr<Sto
   };
   if (any(absl::IsDataLoss)) {
     std::vector<absl::string_view> reasons;
-    for (const auto& slot : slots) reasons.push_back(slot.status().message());
+    for (const auto& slot : slots) {
+      // A valid format 1 superblock beyond format 1's slots is no failure.
+      if (!slot.ok()) reasons.push_back(slot.status().message());
+    }
     return absl::DataLossError(
         absl::StrCat("no usable superblock: ", absl::StrJoin(reasons, "; ")));
   }

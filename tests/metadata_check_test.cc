@@ -9,6 +9,7 @@
 #include <iterator>
 #include <vector>
 
+#include "absl/strings/str_split.h"
 #include "blkclone/internal/metadata_format.hpp"
 #include "blkclone/testing/fault_device.hpp"
 #include "blkclone/testing/memory_device.hpp"
@@ -23,6 +24,7 @@ using ::testing::Contains;
 using ::testing::Each;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 using ::testing::Not;
 
 constexpr uint64_t kR = kRegionsPerBitmapBlock;
@@ -187,6 +189,25 @@ TEST(MetadataCheckTest, NotesTracesOfAnInterruptedCommitButPasses) {
   EXPECT_THAT(report.notes, ElementsAre(HasSubstr("slot A1 at metadata block 4: holds generation "
                                                   "2, newer than the superblock's 1")));
   EXPECT_EQ(report.hydrated_regions, 1u);
+}
+
+TEST(MetadataCheckTest, NamesEveryFailedSlotWhenNoSuperblockIsUsable) {
+  // Found by the metadata fuzzer: a valid format 1 superblock in slot 2, where
+  // format 1 has none, beside a damaged slot 0 and a blank slot 1. It is no
+  // failure, and used to add an empty reason to the list.
+  TestMetadata m(kGeometry, 1);
+  m.meta.reset();
+  std::vector<std::byte> block(kMetadataBlockSize);
+  internal::EncodeSuperblock(m.Header(), std::span<std::byte, kMetadataBlockSize>(block));
+  m.Overwrite(2 * kMetadataBlockSize, block);
+  m.Overwrite(2000, std::vector<std::byte>(4, std::byte{1}));
+  m.Overwrite(kMetadataBlockSize, std::vector<std::byte>(kMetadataBlockSize));
+  const CheckReport report = Check(m.view);
+  EXPECT_FALSE(report.ok);
+  ASSERT_THAT(report.problems, ElementsAre(HasSubstr("no usable superblock: ")));
+  const std::string reasons = report.problems[0].substr(report.problems[0].find(": ") + 2);
+  const std::vector<std::string> each = absl::StrSplit(reasons, "; ");
+  EXPECT_THAT(each, Each(Not(IsEmpty()))) << reasons;
 }
 
 TEST(MetadataCheckTest, ClearNeedsCheckClearsTheFlagOnceCheckPasses) {

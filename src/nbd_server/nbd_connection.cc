@@ -37,17 +37,28 @@ NbdConnection::NbdConnection(NbdStream& stream, AnyBlockDevice& device, const Nb
     : stream_(stream), device_(device), spec_(spec), limits_(limits) {}
 
 void NbdConnection::Serve() {
+  struct NewThread final : NbdSessionThreads {
+    void RunBoth(absl::FunctionRef<void()> reader, absl::FunctionRef<void()> writer) override {
+      std::thread thread([&] { writer(); });
+      reader();
+      thread.join();
+    }
+  } threads;
+  Serve(threads);
+}
+
+void NbdConnection::Serve(NbdSessionThreads& threads) {
   absl::StatusOr<NbdNegotiated> negotiated = RunNbdHandshake(stream_, spec_);
   if (!negotiated.ok()) return;
   structured_ = negotiated->structured_replies;
-  std::thread writer([this] { WriteReplies(); });
-  ReadRequests();
-  {
-    MutexLock lock(mu_);
-    reading_done_ = true;
-    ready_cv_.SignalAll();
-  }
-  writer.join();
+  threads.RunBoth(
+      [this] {
+        ReadRequests();
+        MutexLock lock(mu_);
+        reading_done_ = true;
+        ready_cv_.SignalAll();
+      },
+      [this] { WriteReplies(); });
 }
 
 void NbdConnection::Stop() {

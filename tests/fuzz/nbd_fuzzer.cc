@@ -6,6 +6,7 @@
 // of the rest (so most inputs reach the request parser), bit 1 makes that
 // handshake negotiate structured replies, bit 2 exports the device read-only.
 // Limits are tiny (16 KiB, 4 requests in flight) so that reading pauses often.
+// Every session's reply writer runs on one thread kept for the whole run.
 // Besides memory errors and hangs, it traps when a request the parser lets
 // through breaks a rule it should have checked.
 //
@@ -18,9 +19,11 @@
 #include <cstring>
 #include <memory>
 #include <span>
+#include <thread>
 #include <vector>
 
 #include "blkclone/any_block_device.hpp"
+#include "blkclone/internal/mutex.hpp"
 #include "blkclone/internal/nbd_connection.hpp"
 #include "blkclone/internal/nbd_export.hpp"
 #include "blkclone/internal/nbd_protocol.hpp"
@@ -64,6 +67,57 @@ class InputStream final : public internal::NbdStream {
   std::atomic<bool> stopped_{false};
 };
 
+// Runs each session's writer on the same thread: a new thread per input cost
+// most of the run's time (ASan maps and unmaps every thread's stacks).
+class ReusedThread final : public internal::NbdSessionThreads {
+ public:
+  ReusedThread() : thread_([this] { Loop(); }) {}
+  ~ReusedThread() override {
+    {
+      internal::MutexLock lock(mu_);
+      exiting_ = true;
+      cv_.SignalAll();
+    }
+    thread_.join();
+  }
+
+  void RunBoth(absl::FunctionRef<void()> reader, absl::FunctionRef<void()> writer) override {
+    {
+      internal::MutexLock lock(mu_);
+      job_ = &writer;
+      cv_.SignalAll();
+    }
+    reader();
+    internal::MutexLock lock(mu_);
+    cv_.Wait(mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return job_ == nullptr; });
+  }
+
+ private:
+  void Loop() {
+    for (;;) {
+      const absl::FunctionRef<void()>* job;
+      {
+        internal::MutexLock lock(mu_);
+        cv_.Wait(mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return exiting_ || job_ != nullptr;
+        });
+        if (job_ == nullptr) return;
+        job = job_;
+      }
+      (*job)();
+      internal::MutexLock lock(mu_);
+      job_ = nullptr;  // RunBoth may return now
+      cv_.SignalAll();
+    }
+  }
+
+  internal::Mutex mu_;
+  internal::CondVar cv_;
+  const absl::FunctionRef<void()>* job_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool exiting_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;  // declared last: starts once the members it uses exist
+};
+
 // What a well-behaved client sends to get into transmission.
 std::vector<std::byte> Handshake(bool structured) {
   nbd::WireWriter out;
@@ -73,9 +127,17 @@ std::vector<std::byte> Handshake(bool structured) {
   return {out.data().begin(), out.data().end()};
 }
 
-// Every request the parser passes is one the device accepts as it is.
+// Every request the parser passes is one the device accepts as it is. Tries a
+// header wherever the request magic appears: elsewhere the parser refuses it.
 void CheckParser(std::span<const std::byte> bytes, const internal::NbdExport& spec) {
-  for (size_t at = 0; at + nbd::kRequestHeaderSize <= bytes.size(); at += 7) {
+  static constexpr std::byte kMagic[] = {
+      std::byte{nbd::kRequestMagic >> 24}, std::byte{(nbd::kRequestMagic >> 16) & 0xff},
+      std::byte{(nbd::kRequestMagic >> 8) & 0xff}, std::byte{nbd::kRequestMagic & 0xff}};
+  for (size_t at = 0; at + nbd::kRequestHeaderSize <= bytes.size(); ++at) {
+    const void* found = memmem(bytes.data() + at, bytes.size() - at, kMagic, sizeof(kMagic));
+    if (found == nullptr) return;
+    at = static_cast<const std::byte*>(found) - bytes.data();
+    if (at + nbd::kRequestHeaderSize > bytes.size()) return;
     const internal::NbdRequestHeader header =
         internal::DecodeRequestHeader(bytes.subspan(at).first<nbd::kRequestHeaderSize>());
     internal::NbdCommand command = internal::InterpretRequest(header, spec);
@@ -113,7 +175,8 @@ void Run(const uint8_t* data, size_t size) {
   internal::NbdConnection connection(stream, view, *spec,
                                      {.max_in_flight_bytes = options.max_in_flight_bytes,
                                       .max_in_flight_requests = options.max_in_flight_requests});
-  connection.Serve();
+  static ReusedThread writer_thread;
+  connection.Serve(writer_thread);
 }
 
 }  // namespace

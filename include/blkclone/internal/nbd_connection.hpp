@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <deque>
 
+#include "absl/functional/function_ref.h"
 #include "blkclone/any_block_device.hpp"
 #include "blkclone/internal/mutex.hpp"
 #include "blkclone/internal/nbd_export.hpp"
@@ -29,6 +30,15 @@ namespace blkclone::internal {
 struct NbdLimits {
   uint64_t max_in_flight_bytes = 64 << 20;
   uint32_t max_in_flight_requests = 256;
+};
+
+// Where a session's two loops run: RunBoth calls `writer` on another thread and
+// `reader` on the calling one, and returns once both have returned. Serve()
+// starts a thread per session; the fuzzer reuses one thread for all sessions.
+class NbdSessionThreads {
+ public:
+  virtual ~NbdSessionThreads() = default;
+  virtual void RunBoth(absl::FunctionRef<void()> reader, absl::FunctionRef<void()> writer) = 0;
 };
 
 // Threads: Serve runs on one thread and starts the writer thread; device
@@ -44,6 +54,8 @@ class NbdConnection {
   // breaks the protocol or Stop() is called. Returns once every request it
   // submitted has completed and its reply was sent (or the connection broke).
   void Serve();
+  // The same, with the writer run by `threads`.
+  void Serve(NbdSessionThreads& threads);
   // Stops reading requests; those already received still get their replies.
   void Stop();
 
