@@ -39,6 +39,7 @@ void InMemoryMetadata::Seal() {
 
 absl::Status InMemoryMetadata::CommitSealed() {
   internal::MutexLock lock(mu_);
+  if (!commit_error_.ok()) return std::exchange(commit_error_, absl::OkStatus());
   for (auto [first, count] : sealed_) {
     for (uint64_t r = first; r < first + count && r < committed_.size(); ++r) committed_[r] = true;
   }
@@ -60,6 +61,11 @@ absl::Status InMemoryMetadata::ReloadCommitted() {
 void InMemoryMetadata::ReleaseMapIfComplete() {
   internal::MutexLock lock(mu_);
   maps_.back()->ReleaseIfComplete();
+}
+
+void InMemoryMetadata::FailNextCommit(absl::Status error) {
+  internal::MutexLock lock(mu_);
+  commit_error_ = std::move(error);
 }
 
 void InMemoryMetadata::FailNextReload(absl::Status error) {

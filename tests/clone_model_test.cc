@@ -1,12 +1,19 @@
 // Model-based test of the clone engine (rapidcheck rc::state): random
-// sequences of reads, writes, write-zeroes, discards, flushes and crashes, over
-// random geometries (several region sizes, with and without a short last
-// region), checked against a block-level model of what the clone must return.
+// sequences of reads, writes, write-zeroes, discards, flushes, failing commits
+// and crashes, over random geometries (several region sizes, with and without
+// a short last region), checked against a block-level model of what the clone
+// must return.
 //
 // The model keeps, per 512-byte block, the value the clone must return now, the
 // value that is durable, and the values written since that point. A crash
 // (destination loses unflushed writes, metadata reverts to its last commit) may
 // leave any of those; a discarded block may hold anything until rewritten.
+// Per region it keeps whether the clone's map and its last commit hold it, and
+// the metadata mode: a failed commit makes the clone ro (or Fail, when the
+// reload fails too) with the committed map, until the next crash and reopen.
+// The rules: an acknowledged FLUSH or FUA means the data is durable; an
+// acknowledged write reads back until a crash (I3); a request that would need
+// a mark, or a commit of the marks the failure dropped, fails outside rw.
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -56,10 +63,36 @@ struct Model {
   uint64_t region_size = 0;
   uint64_t source_size = 0;
   std::vector<BlockState> blocks;
+  std::vector<bool> hydrated;   // the clone's map, per region
+  std::vector<bool> committed;  // its last commit
+  CloneMode mode = CloneMode::kReadWrite;
   int64_t next_seed = 0;
 
   uint64_t block_count() const { return blocks.size(); }
   uint64_t blocks_per_region() const { return region_size / kBlock; }
+  uint64_t RegionOf(uint64_t block) const { return block / blocks_per_region(); }
+  bool owed() const { return hydrated != committed; }
+
+  // Whole regions a discard of the block range covers (the short last one
+  // counts when the discard reaches the end).
+  std::pair<uint64_t, uint64_t> DiscardedRegions(uint64_t first, uint64_t count) const {
+    const uint64_t per = blocks_per_region();
+    const uint64_t end = first + count;
+    return {(first + per - 1) / per, end == block_count() ? (end + per - 1) / per : end / per};
+  }
+
+  // A commit in rw: every mark is committed, every block's value durable.
+  void Commit() {
+    committed = hydrated;
+    for (uint64_t b = 0; b < block_count(); ++b) Set(b, 1, blocks[b].value, true);
+  }
+
+  // Every region in the block range is hydrated.
+  bool Hydrated(uint64_t first, uint64_t count) const {
+    for (uint64_t b = first; b < first + count; ++b)
+      if (!hydrated[RegionOf(b)]) return false;
+    return true;
+  }
 
   void Set(uint64_t first, uint64_t count, int64_t value, bool durable) {
     for (uint64_t b = first; b < first + count; ++b) {
@@ -148,7 +181,9 @@ struct Read : Command {
   void apply(Model&) const override {}
   void run(const Model& m, Sut& s) const override {
     std::vector<std::byte> data(range.second * kBlock);
-    RC_ASSERT(ReadAt(*s.clone, range.first * kBlock, data).ok());
+    const absl::Status status = ReadAt(*s.clone, range.first * kBlock, data);
+    RC_ASSERT(status.ok() == (m.mode != CloneMode::kFail));
+    if (!status.ok()) return;
     for (uint64_t i = 0; i < range.second; ++i) {
       const uint64_t b = range.first + i;
       RC_ASSERT(s.Matches(m.blocks[b].value, b, data.data() + i * kBlock));
@@ -165,23 +200,44 @@ struct Write : Command {
   bool zeroes = *rc::gen::element(false, false, false, true);
   uint8_t flags = *rc::gen::element<uint8_t>(kNoFlags, kNoFlags, kFua, kPreflush);
   explicit Write(const Model& m) : range(GenRange(m)), seed(m.next_seed) {}
+  int64_t value() const { return zeroes ? kZeroValue : seed; }
+  // In rw every region it touches is hydrated. Outside rw: a PREFLUSH fails
+  // first (a commit is owed), and only pieces in
+  // hydrated regions land; FUA then fails at its commit, so the model counts
+  // what landed as not durable (a crash may keep either).
   void apply(Model& m) const override {
     ++m.next_seed;
-    if (flags & kPreflush) {
-      for (uint64_t b = 0; b < m.block_count(); ++b) m.Set(b, 1, m.blocks[b].value, true);
+    if (m.mode == CloneMode::kReadWrite) {
+      if (flags & kPreflush) m.Commit();
+      for (uint64_t b = range.first; b < range.first + range.second; ++b)
+        m.hydrated[m.RegionOf(b)] = true;
+      // A FUA write commits when the map changed (flushing everything), else
+      // only its own blocks are durable.
+      const bool commits = (flags & kFua) && m.owed();
+      m.Set(range.first, range.second, value(), (flags & kFua) != 0);
+      if (commits) m.Commit();
+    } else if (m.mode == CloneMode::kReadOnly && !(flags & kPreflush)) {
+      for (uint64_t b = range.first; b < range.first + range.second; ++b)
+        if (m.hydrated[m.RegionOf(b)]) m.Set(b, 1, value(), false);
     }
-    m.Set(range.first, range.second, zeroes ? kZeroValue : seed, (flags & kFua) != 0);
   }
-  void run(const Model&, Sut& s) const override {
+  bool Succeeds(const Model& m) const {
+    return m.mode == CloneMode::kReadWrite ||
+           (m.mode == CloneMode::kReadOnly && flags == kNoFlags &&
+            m.Hydrated(range.first, range.second));
+  }
+  void run(const Model& m, Sut& s) const override {
     const uint64_t offset = range.first * kBlock, length = range.second * kBlock;
+    absl::Status status;
     if (zeroes) {
-      RC_ASSERT(WriteZeroes(*s.clone, offset, length, flags).ok());
-      return;
+      status = WriteZeroes(*s.clone, offset, length, flags);
+    } else {
+      std::vector<std::byte> data(length);
+      for (uint64_t i = 0; i < range.second; ++i)
+        FillSeeded(seed, range.first + i, data.data() + i * kBlock);
+      status = WriteAt(*s.clone, offset, data, flags);
     }
-    std::vector<std::byte> data(length);
-    for (uint64_t i = 0; i < range.second; ++i)
-      FillSeeded(seed, range.first + i, data.data() + i * kBlock);
-    RC_ASSERT(WriteAt(*s.clone, offset, data, flags).ok());
+    RC_ASSERT(status.ok() == Succeeds(m));
   }
   void show(std::ostream& os) const override {
     os << (zeroes ? "WriteZeroes" : "Write") << "(block " << range.first << ", " << range.second
@@ -192,33 +248,75 @@ struct Write : Command {
 struct DiscardCmd : Command {
   std::pair<uint64_t, uint64_t> range;
   explicit DiscardCmd(const Model& m) : range(GenRange(m)) {}
+  // Only regions covered whole change; their content is then unspecified. In
+  // ro only a range already hydrated is passed down; any other is ignored.
   void apply(Model& m) const override {
-    // Only regions covered whole change (the short last one counts when the
-    // discard reaches the end); their content is then unspecified.
+    const auto [first_region, end_region] = m.DiscardedRegions(range.first, range.second);
+    if (m.mode == CloneMode::kFail) return;
+    if (m.mode == CloneMode::kReadOnly) {
+      for (uint64_t r = first_region; r < end_region; ++r)
+        if (!m.hydrated[r]) return;
+    }
     const uint64_t per = m.blocks_per_region();
-    const uint64_t end = range.first + range.second;
-    const uint64_t first_region = (range.first + per - 1) / per;
-    const uint64_t end_region = end == m.block_count() ? (end + per - 1) / per : end / per;
     for (uint64_t r = first_region; r < end_region; ++r) {
-      const uint64_t first = r * per;
-      m.Set(first, std::min(per, m.block_count() - first), kAnything, false);
+      m.hydrated[r] = true;
+      m.Set(r * per, std::min(per, m.block_count() - r * per), kAnything, false);
     }
   }
-  void run(const Model&, Sut& s) const override {
-    RC_ASSERT(Discard(*s.clone, range.first * kBlock, range.second * kBlock).ok());
+  void run(const Model& m, Sut& s) const override {
+    const absl::Status status = Discard(*s.clone, range.first * kBlock, range.second * kBlock);
+    RC_ASSERT(status.ok() == (m.mode != CloneMode::kFail));
   }
   void show(std::ostream& os) const override {
     os << "Discard(block " << range.first << ", " << range.second << ")";
   }
 };
 
+// Outside rw a FLUSH fails: marks the failed commit dropped are owed forever.
 struct FlushCmd : Command {
   explicit FlushCmd(const Model&) {}
   void apply(Model& m) const override {
-    for (uint64_t b = 0; b < m.block_count(); ++b) m.Set(b, 1, m.blocks[b].value, true);
+    if (m.mode == CloneMode::kReadWrite) m.Commit();
   }
-  void run(const Model&, Sut& s) const override { RC_ASSERT(Flush(*s.clone).ok()); }
+  void run(const Model& m, Sut& s) const override {
+    RC_ASSERT(Flush(*s.clone).ok() == (m.mode == CloneMode::kReadWrite));
+  }
   void show(std::ostream& os) const override { os << "Flush"; }
+};
+
+// A FLUSH whose commit fails writing the metadata (and, if `reload_fails`, the
+// reload of the committed map too). With nothing to commit it is a plain flush.
+struct FailingCommit : Command {
+  bool reload_fails = *rc::gen::element(false, false, true);
+  explicit FailingCommit(const Model&) {}
+  bool Fails(const Model& m) const { return m.mode != CloneMode::kReadWrite || m.owed(); }
+  // The marks since the last commit are dropped: their regions read from the
+  // source again, and what was written there since is gone.
+  void apply(Model& m) const override {
+    if (!Fails(m)) return m.Commit();
+    if (m.mode != CloneMode::kReadWrite) return;
+    m.mode = reload_fails ? CloneMode::kFail : CloneMode::kReadOnly;
+    const uint64_t per = m.blocks_per_region();
+    for (uint64_t r = 0; r < m.hydrated.size(); ++r) {
+      if (!m.hydrated[r] || m.committed[r]) continue;
+      m.hydrated[r] = false;
+      for (uint64_t b = r * per; b < std::min((r + 1) * per, m.block_count()); ++b)
+        m.blocks[b] = BlockState{};
+    }
+  }
+  void run(const Model& m, Sut& s) const override {
+    if (m.mode == CloneMode::kReadWrite && m.owed()) {
+      s.metadata->FailNextCommit();
+      if (reload_fails) s.metadata->FailNextReload();
+    }
+    RC_ASSERT(Flush(*s.clone).ok() == !Fails(m));
+    RC_ASSERT(s.clone->mode() == (Fails(m) && m.mode == CloneMode::kReadWrite
+                                      ? (reload_fails ? CloneMode::kFail : CloneMode::kReadOnly)
+                                      : m.mode));
+  }
+  void show(std::ostream& os) const override {
+    os << "FailingCommit(reload " << (reload_fails ? "fails" : "works") << ")";
+  }
 };
 
 struct CrashCmd : Command {
@@ -226,6 +324,8 @@ struct CrashCmd : Command {
   // After a crash each block holds its durable value or one written since;
   // where that leaves a choice the model stops predicting until a rewrite.
   void apply(Model& m) const override {
+    m.mode = CloneMode::kReadWrite;
+    m.hydrated = m.committed;
     for (BlockState& s : m.blocks) {
       bool single = true;
       for (int64_t v : s.since_durable) single = single && v == s.durable;
@@ -256,11 +356,15 @@ RC_GTEST_PROP(CloneModelTest, BehavesLikeTheModelAcrossGeometriesAndCrashes, ())
   const uint64_t tail_blocks = *rc::gen::element<uint64_t>(0, 0, 1, model.region_size / kBlock - 1);
   model.source_size = regions * model.region_size + tail_blocks * kBlock;
   model.blocks.resize(model.source_size / kBlock);
+  model.hydrated.resize((model.source_size + model.region_size - 1) / model.region_size);
+  model.committed = model.hydrated;
   Sut sut(model);
   rc::state::check(model, sut,
                    rc::state::gen::execOneOfWithArgs<Read, Read, Write, Write, Write, DiscardCmd,
-                                                     FlushCmd, CrashCmd>());
-  RC_ASSERT(sut.clone->Close().ok());
+                                                     FlushCmd, FailingCommit, CrashCmd>());
+  // Close commits what is owed; outside rw that cannot be done, and it says so.
+  const CloneMode mode = sut.clone->mode();
+  RC_ASSERT(sut.clone->Close().ok() == (mode == CloneMode::kReadWrite));
 }
 
 }  // namespace

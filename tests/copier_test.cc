@@ -2,10 +2,13 @@
 #include "blkclone/buffered_copier.hpp"
 
 #include <atomic>
+#include <memory>
 #include <random>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "blkclone/sync_io.hpp"
+#include "blkclone/testing/fault_device.hpp"
 #include "blkclone/testing/memory_device.hpp"
 #include "gtest/gtest.h"
 #include "test_bytes.hpp"
@@ -77,6 +80,31 @@ TEST(BufferedCopierTest, QueuesJobsBeyondItsSlotsAndCompletesEachOnce) {
     EXPECT_TRUE(r.status.ok());
   }
   EXPECT_EQ(dest->Contents(), source->Contents());
+}
+
+// Whatever code a device fails with, inline, the job completes once with it.
+TEST(BufferedCopierTest, ReportsEveryErrorCodeOfEitherDevice) {
+  auto source_memory = *MemoryDevice::Create({.size = 1 << 20});
+  auto dest_memory = *MemoryDevice::Create({.size = 1 << 20});
+  for (int code = 1; code <= 16; ++code) {
+    for (bool failing_source : {true, false}) {
+      SCOPED_TRACE(absl::StrCat(absl::StatusCodeToString(absl::StatusCode(code)),
+                                failing_source ? " from the source" : " from the destination"));
+      FaultInjectingDevice source(*source_memory);
+      FaultInjectingDevice dest(*dest_memory);
+      (failing_source ? source : dest)
+          .AddRule({.count = 1, .error = absl::Status(absl::StatusCode(code), "injected")});
+      auto copier = std::make_unique<BufferedCopier<FaultInjectingDevice<MemoryDevice>,
+                                                    FaultInjectingDevice<MemoryDevice>>>(
+          source, dest, BufferedCopierOptions{.chunk_size = 64 << 10});
+      CopyResult result;
+      Start(*copier, result, 0, 256 << 10);
+      EXPECT_EQ(result.completions.load(), 1);
+      EXPECT_EQ(result.status.code(), absl::StatusCode(code));
+      // A dropped job would keep the copier's destructor waiting forever.
+      if (result.completions.load() == 0) (void)copier.release();
+    }
+  }
 }
 
 }  // namespace

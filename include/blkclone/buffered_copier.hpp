@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <memory>
 #include <new>
+#include <optional>
 #include <vector>
 
 #include "blkclone/block_device.hpp"
@@ -101,22 +102,22 @@ class BufferedCopier {
     while (job != nullptr) {
       slot.job = job;
       slot.done = 0;
-      absl::Status status = CopyChunks(slot);
-      if (status.code() == absl::StatusCode::kAborted) return;  // continued elsewhere
-      job = Finish(slot, std::move(status));
+      std::optional<absl::Status> status = CopyChunks(slot);
+      if (!status) return;  // continued elsewhere
+      job = Finish(slot, *std::move(status));
     }
   }
 
-  // Copies chunk after chunk; returns kAborted when a completion will go on
-  // from another thread, else the job's final status.
-  absl::Status CopyChunks(Slot& slot) {
+  // Copies chunk after chunk; returns the job's final status, or nothing when a
+  // completion will go on from another thread.
+  std::optional<absl::Status> CopyChunks(Slot& slot) {
     while (slot.done < slot.job->length) {
       const uint64_t length = std::min(chunk_size_, slot.job->length - slot.done);
       const uint64_t offset = slot.job->offset + slot.done;
       std::span<std::byte> buffer(slot.buffer.get(), length);
       for (bool is_read : {true, false}) {
         slot.request = is_read ? Request::Read(offset, buffer) : Request::Write(offset, buffer);
-        if (!Submit(slot, is_read)) return absl::AbortedError("continues on completion");
+        if (!Submit(slot, is_read)) return std::nullopt;
         if (!slot.status.ok()) return slot.status;
       }
       slot.done += length;
@@ -144,18 +145,18 @@ class BufferedCopier {
     BufferedCopier& self = *slot.owner;
     // Resume where the submitter left off: finish this step, then the rest.
     const bool was_read = slot.request.op == Op::kRead;
-    absl::Status result = slot.status;
-    if (result.ok() && was_read) {
+    std::optional<absl::Status> result = slot.status;
+    if (result->ok() && was_read) {
       slot.request = Request::Write(slot.request.offset, {slot.request.data, slot.request.length});
       if (!self.Submit(slot, false)) return;
       result = slot.status;
     }
-    if (result.ok()) {
+    if (result->ok()) {
       slot.done += slot.request.length;
       result = self.CopyChunks(slot);
-      if (result.code() == absl::StatusCode::kAborted) return;
+      if (!result) return;  // continued elsewhere
     }
-    CopyJob* next = self.Finish(slot, std::move(result));
+    CopyJob* next = self.Finish(slot, *std::move(result));
     if (next != nullptr) self.Run(slot, *next);
   }
 

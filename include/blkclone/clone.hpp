@@ -21,9 +21,11 @@
 // sequence numbers and the mode; the region map is read without it.
 //
 // Modes (clone-semantics "Metadata modes"): a failed commit switches to ro and
-// reloads the last committed map; then reads work and requests that would
-// change the map fail with EIO. If the reload fails too, Fail: every request
-// fails. Only a new Clone over reopened metadata is rw again.
+// reloads the last committed map; then reads work, requests that would change
+// the map fail with EIO, and so do FLUSH and FUA while marks the reload dropped
+// are owed; discards of hydrated ranges pass down, others are ignored. If the
+// reload fails too, Fail: every request fails. Only a new Clone over reopened
+// metadata is rw again.
 #pragma once
 
 #include <atomic>
@@ -364,19 +366,22 @@ class Clone {
 
   static void OnCopyDone(CopyJob& job, absl::Status status) {
     Hydration& hydration = *static_cast<Hydration*>(job.context);
-    static_cast<Clone*>(hydration.owner)->FinishHydration(hydration, std::move(status));
+    (void)static_cast<Clone*>(hydration.owner)->FinishHydration(hydration, std::move(status));
   }
 
   static void OnOverwriteDone(Request& down, absl::Status status) {
     Piece& piece = *static_cast<Piece*>(down.context);
     Clone& self = *static_cast<Clone*>(piece.owner);
-    // Mark first: the write is acknowledged only once its region counts.
-    self.FinishHydration(*piece.hydration, status);
-    self.FinishPiece(piece, std::move(status));
+    // Mark first: the write is acknowledged only if its region counts, so one
+    // that lands after a switch to ro fails although its bytes are down.
+    absl::Status outcome = self.FinishHydration(*piece.hydration, std::move(status));
+    self.FinishPiece(piece, std::move(outcome));
   }
 
-  // Marks the regions on success, then restarts or fails what waited.
-  void FinishHydration(Hydration& hydration, absl::Status status) {
+  // Marks the regions on success, then restarts or fails what waited. Returns
+  // the hydration's outcome: its own status, or the mode's error when it
+  // succeeded outside rw and so marked nothing.
+  absl::Status FinishHydration(Hydration& hydration, absl::Status status) {
     internal::WaitList waiters;
     const bool was_copy = !hydration.overwrite;
     const bool background = hydration.background;
@@ -409,6 +414,7 @@ class Clone {
     internal::MutexLock lock(mu_);
     --active_hydrations_;
     SignalIfDrained();
+    return status;
   }
 
   // ---- Discards ----
@@ -430,14 +436,20 @@ class Clone {
     RouteDiscard(piece);
   }
 
-  // Waits behind a hydration in flight in the range (its copy could land after
-  // the discard and after writes that follow it), else marks the range.
+  // As dm-clone's process_discard_bio: a range already hydrated is passed down
+  // and changes nothing; outside rw any other range is ignored (it cannot be
+  // marked); in rw the discard waits behind a hydration in flight in the range
+  // (its copy could land after the discard and after writes that follow it),
+  // else marks the range, and is passed down.
   void RouteDiscard(Piece& piece) {
-    absl::Status refused;
+    bool pass_down = discard_passdown_;
     {
       internal::MutexLock lock(mu_);
-      if (mode_ != CloneMode::kReadWrite) {
-        refused = ModeError(Op::kDiscard);
+      const bool hydrated = metadata_.map().FindNextUnset(piece.region) >= piece.region_end;
+      if (hydrated) {
+        // Nothing to mark: no commit is owed for it.
+      } else if (mode_ != CloneMode::kReadWrite) {
+        pass_down = false;
       } else if (Hydration* in_flight = FindHydration(piece.region, piece.region_end)) {
         in_flight->waiters.push_back(piece);
         return;
@@ -446,8 +458,7 @@ class Clone {
         ++mark_seq_;
       }
     }
-    if (!refused.ok()) return FinishPiece(piece, std::move(refused));
-    if (discard_passdown_) return SubmitDown(piece, dest_);
+    if (pass_down) return SubmitDown(piece, dest_);
     FinishPiece(piece, absl::OkStatus());
   }
 
@@ -542,7 +553,8 @@ class Clone {
         return stopping_ || !commit_waiters_.empty();
       });
       if (stopping_) return;
-      if (commit_waiters_.empty() && mark_seq_ == committed_seq_) continue;
+      if (commit_waiters_.empty() && (mark_seq_ == committed_seq_ || mode_ != CloneMode::kReadWrite))
+        continue;  // nothing to commit, or nothing that can be
       mu_.Unlock();
       (void)RunCommit();
       mu_.Lock();
@@ -550,24 +562,33 @@ class Clone {
   }
 
   // One commit: seal, flush the destination, persist; then completes the
-  // requests that waited for it. Serialised by commit_mu_.
+  // requests that waited for it. Serialised by commit_mu_. Outside rw it
+  // fails: the marks a failed commit dropped stay owed (their writes were
+  // acknowledged and are not durable), and nothing can commit them.
   absl::Status RunCommit() {
     internal::MutexLock commit_lock(commit_mu_);
     internal::UserIoList waiters;
-    uint64_t sealed_seq;
+    uint64_t sealed_seq = 0;
+    absl::Status status;
     {
       internal::MutexLock lock(mu_);
       waiters.swap(commit_waiters_);
-      sealed_seq = mark_seq_;
-      metadata_.Seal();
+      if (mode_ == CloneMode::kReadWrite) {
+        sealed_seq = mark_seq_;
+        metadata_.Seal();
+      } else {
+        status = ModeError(Op::kFlush);
+      }
     }
-    absl::Status status = Flush(dest_);
-    if (status.ok()) status = metadata_.CommitSealed();
     if (status.ok()) {
-      internal::MutexLock lock(mu_);
-      committed_seq_ = std::max(committed_seq_, sealed_seq);
-    } else {
-      EnterReadOnly(status);
+      status = Flush(dest_);
+      if (status.ok()) status = metadata_.CommitSealed();
+      if (status.ok()) {
+        internal::MutexLock lock(mu_);
+        committed_seq_ = std::max(committed_seq_, sealed_seq);
+      } else {
+        EnterReadOnly(status);
+      }
     }
     while (!waiters.empty()) {
       UserIo& io = waiters.front();
@@ -592,8 +613,10 @@ class Clone {
     absl::Status reloaded = metadata_.ReloadCommitted();
     CloneMode mode = CloneMode::kReadOnly;
     {
+      // committed_seq_ stays behind mark_seq_: the marks the reload dropped
+      // remain owed, so every later FLUSH and FUA fails (dm-clone keeps its
+      // map "changed" after an abort).
       internal::MutexLock lock(mu_);
-      committed_seq_ = mark_seq_;  // the reloaded map holds no uncommitted change
       if (!reloaded.ok()) mode_ = mode = CloneMode::kFail;
     }
     if (events_ == nullptr) return;

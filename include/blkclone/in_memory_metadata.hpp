@@ -31,6 +31,8 @@ class InMemoryMetadata final : public Metadata {
   MetadataUsage usage() const override;
   void ReleaseMapIfComplete() override;
 
+  // Makes the next CommitSealed fail with `error`, committing nothing.
+  void FailNextCommit(absl::Status error = absl::InternalError("metadata write failed"));
   // Makes the next ReloadCommitted fail with `error` (an unreadable device).
   void FailNextReload(absl::Status error = absl::DataLossError("metadata unreadable"));
   // What a crash right now would leave: the committed regions.
@@ -50,6 +52,7 @@ class InMemoryMetadata final : public Metadata {
   std::vector<Range> sealed_ ABSL_GUARDED_BY(mu_);
   std::vector<bool> committed_ ABSL_GUARDED_BY(mu_);
   uint64_t commits_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status commit_error_ ABSL_GUARDED_BY(mu_);
   absl::Status reload_error_ ABSL_GUARDED_BY(mu_);
 };
 
