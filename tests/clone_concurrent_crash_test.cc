@@ -39,13 +39,11 @@
 #include "crash_history.hpp"
 #include "crash_state_checker.hpp"
 #include "gtest/gtest.h"
-#include "test_bytes.hpp"
 
 namespace blkclone {
 namespace {
 
 using testing::BlockOracle;
-using testing::CrashStateChecker;
 using testing::History;
 using testing::kCrashBlock;
 using testing::kNever;
@@ -138,8 +136,6 @@ class CloneConcurrentCrashTest : public ::testing::Test {
   using Buffered = BufferedCopier<Source, Faulty>;
   using RecordedClone = Clone<Source, Faulty, CountingCopier<Buffered>>;
 
-  CloneConcurrentCrashTest() { source_memory_->Fill(0, source_data_); }
-
   // Runs workloads until `target` states were replayed; prints the figure.
   void Campaign(const std::vector<Fault>& faults, uint64_t target, const std::string& label) {
     const char* seed_env = std::getenv("BLKCLONE_CRASH_SEED");
@@ -153,7 +149,7 @@ class CloneConcurrentCrashTest : public ::testing::Test {
       ++tally.workloads;
     }
     std::cout << label << "crash states replayed: " << tally.states
-              << " (distinct: " << checker_.distinct() << ") over " << tally.workloads
+              << " (distinct: " << bench_.checker.distinct() << ") over " << tally.workloads
               << " workloads; " << tally.background_copies << " copies started by the hydrator";
     if (faults[0] != Fault::kNone)
       std::cout << "; read-only after the fault in " << tally.read_only;
@@ -168,13 +164,7 @@ class CloneConcurrentCrashTest : public ::testing::Test {
         absl::StrCat("workload seed ", seed, " (BLKCLONE_CRASH_SEED), fault: ", FaultName(fault));
     Watchdog watchdog(std::chrono::seconds(300), context);
     std::mt19937_64 rng(seed);
-    auto dest_memory = *MemoryDevice::Create({.size = kSize});
-    dest_memory->Fill(0, testing::RandomBytes(kSize, seed + 77));  // stale: a bug would show it
-    auto meta_memory = *MemoryDevice::Create({.size = meta_size_});
-    {
-      auto formatted = PersistentMetadata::Open(AnyBlockDevice::Borrow(*meta_memory), geometry_);
-      EXPECT_TRUE(formatted.ok()) << formatted.status();
-    }
+    const auto [meta_memory, dest_memory] = bench_.NewDevices(seed);
     const Bytes meta_before = meta_memory->Contents(), dest_before = dest_memory->Contents();
     RecordingClock clock;
     History history;
@@ -183,7 +173,7 @@ class CloneConcurrentCrashTest : public ::testing::Test {
       const auto delays = [&](std::chrono::microseconds max, int threads) {
         return DelayOptions{.max_delay = max, .worker_threads = threads, .seed = rng()};
       };
-      Source source(source_, delays(std::chrono::microseconds(100), 1));
+      Source source(bench_.source, delays(std::chrono::microseconds(100), 1));
       DelayDevice<MemoryDevice> dest_delayed(*dest_memory,
                                              delays(std::chrono::microseconds(300), 2));
       DelayDevice<MemoryDevice> meta_delayed(*meta_memory,
@@ -191,7 +181,7 @@ class CloneConcurrentCrashTest : public ::testing::Test {
       Recorded dest_recorded(dest_delayed, &clock), meta_recorded(meta_delayed, &clock);
       Faulty dest(dest_recorded), meta(meta_recorded);
       InjectFault(fault, rng, dest, meta);
-      auto metadata = PersistentMetadata::Open(AnyBlockDevice::Borrow(meta), geometry_);
+      auto metadata = PersistentMetadata::Open(AnyBlockDevice::Borrow(meta), bench_.geometry);
       if (!metadata.ok()) {
         ADD_FAILURE() << metadata.status();
         return;
@@ -214,7 +204,7 @@ class CloneConcurrentCrashTest : public ::testing::Test {
       dest_log = dest_recorded.Log();
     }
     const std::vector<UserOp> ops = history.ops();
-    BlockOracle oracle(ops, source_data_);
+    BlockOracle oracle(ops, bench_.source_data);
     for (const UserOp& op : ops) {
       if (fault == Fault::kNone || op.op == Op::kRead) {
         EXPECT_TRUE(op.ok) << OpName(op.op) << " failed in " << context;
@@ -232,8 +222,8 @@ class CloneConcurrentCrashTest : public ::testing::Test {
     }
 
     std::string error;
-    tally.states += checker_.CheckAll({{meta_before, meta_log}, {dest_before, dest_log}}, oracle,
-                                      testing::kReplayStride, rng, error);
+    tally.states += bench_.checker.CheckAll({{meta_before, meta_log}, {dest_before, dest_log}},
+                                            oracle, testing::kReplayStride, rng, error);
     if (!error.empty()) ADD_FAILURE() << error << " of " << context;
   }
 
@@ -295,23 +285,11 @@ class CloneConcurrentCrashTest : public ::testing::Test {
       const uint64_t f = rng() % 8;
       op.flags = f == 0 ? kFua : f == 1 ? kPreflush : f == 2 ? (kFua | kPreflush) : kNoFlags;
     }
-    const uint64_t offset = op.first_block * kCrashBlock, length = op.blocks * kCrashBlock;
-    if (op.op == Op::kWriteZeroes) op.value = testing::kZeroValue;
-    if (op.op == Op::kDiscard) testing::SetDiscardedBlocks(offset, length, kRegion, kSize, op);
-    if (op.op == Op::kFlush) op.blocks = 0;
-    testing::SubmitStamped(clone, offset, length, clock, op);
+    testing::SubmitStamped(clone, kRegion, clock, op);
     return op;
   }
 
-  const Bytes source_data_ = testing::RandomBytes(kSize, 1);
-  std::unique_ptr<MemoryDevice> source_memory_ = *MemoryDevice::Create({.size = kSize});
-  Guard source_{*source_memory_, [](const Request& r) {
-                  ADD_FAILURE() << "the source received a " << OpName(r.op);
-                }};
-  const CloneGeometry geometry_ = *MakeCloneGeometry(
-      DeviceInfo{.size = kSize, .caps = {}}, DeviceInfo{.size = kSize, .caps = {}}, kRegion);
-  const uint64_t meta_size_ = (PersistentMetadata::RequiredSize(geometry_) + 4095) / 4096 * 4096;
-  CrashStateChecker checker_{source_data_, geometry_};
+  testing::CrashBench bench_{kSize, kRegion};
 };
 
 TEST_F(CloneConcurrentCrashTest, EveryCrashStateOfConcurrentWorkloadsKeepsWhatWasPromised) {

@@ -23,13 +23,11 @@
 #include "crash_history.hpp"
 #include "crash_state_checker.hpp"
 #include "gtest/gtest.h"
-#include "test_bytes.hpp"
 
 namespace blkclone {
 namespace {
 
 using testing::BlockOracle;
-using testing::CrashStateChecker;
 using testing::kCrashBlock;
 using testing::UserOp;
 using Bytes = std::vector<std::byte>;
@@ -45,37 +43,29 @@ class CloneCrashTest : public ::testing::Test {
   using Dest = RecordingDevice<MemoryDevice>;
   using RecordedClone = Clone<Guard, Dest, BufferedCopier<Guard, Dest>>;
 
-  void SetUp() override { source_memory_->Fill(0, source_data_); }
-
   // Runs one random workload and replays every crash instant of it; returns
   // the number of crash states checked.
   uint64_t RunWorkload(uint64_t seed) {
     std::mt19937_64 rng(seed);
-    auto dest_memory = *MemoryDevice::Create({.size = kSize});
-    dest_memory->Fill(0, testing::RandomBytes(kSize, seed + 77));  // stale: a bug would show it
-    auto meta_memory = *MemoryDevice::Create({.size = meta_size_});
-    {
-      auto formatted = PersistentMetadata::Open(AnyBlockDevice::Borrow(*meta_memory), geometry_);
-      EXPECT_TRUE(formatted.ok()) << formatted.status();
-    }
+    const auto [meta_memory, dest_memory] = bench_.NewDevices(seed);
     const Bytes meta_before = meta_memory->Contents(), dest_before = dest_memory->Contents();
     RecordingClock clock;
     RecordingDevice<MemoryDevice> meta(*meta_memory, &clock);
     Dest dest(*dest_memory, &clock);
     std::vector<UserOp> ops;
     {
-      auto metadata = *PersistentMetadata::Open(AnyBlockDevice::Borrow(meta), geometry_);
-      BufferedCopier<Guard, Dest> copier(source_, dest, {.chunk_size = 4096});
-      auto clone = *RecordedClone::Create(source_, dest, copier, *metadata,
+      auto metadata = *PersistentMetadata::Open(AnyBlockDevice::Borrow(meta), bench_.geometry);
+      BufferedCopier<Guard, Dest> copier(bench_.source, dest, {.chunk_size = 4096});
+      auto clone = *RecordedClone::Create(bench_.source, dest, copier, *metadata,
                                           {.commit_interval = std::chrono::milliseconds(1)});
       for (int i = 0; i < kOpsPerWorkload; ++i) ops.push_back(RunOne(*clone, rng, clock, i));
       EXPECT_TRUE(clone->Close().ok());
     }
-    BlockOracle oracle(ops, source_data_);
+    BlockOracle oracle(ops, bench_.source_data);
     std::string error;
     const uint64_t states =
-        checker_.CheckAll({{meta_before, meta.Log()}, {dest_before, dest.Log()}}, oracle,
-                          testing::kReplayStride, rng, error);
+        bench_.checker.CheckAll({{meta_before, meta.Log()}, {dest_before, dest.Log()}}, oracle,
+                                testing::kReplayStride, rng, error);
     if (!error.empty()) ADD_FAILURE() << error << " of workload " << seed;
     return states;
   }
@@ -93,24 +83,12 @@ class CloneCrashTest : public ::testing::Test {
       const uint64_t f = rng() % 8;
       op.flags = f == 0 ? kFua : f == 1 ? kPreflush : kNoFlags;
     }
-    const uint64_t offset = op.first_block * kCrashBlock, length = op.blocks * kCrashBlock;
-    if (op.op == Op::kWriteZeroes) op.value = testing::kZeroValue;
-    if (op.op == Op::kDiscard) testing::SetDiscardedBlocks(offset, length, kRegion, kSize, op);
-    if (op.op == Op::kFlush) op.blocks = 0;
-    testing::SubmitStamped(clone, offset, length, clock, op);
+    testing::SubmitStamped(clone, kRegion, clock, op);
     EXPECT_TRUE(op.ok) << OpName(op.op) << " failed";
     return op;
   }
 
-  const Bytes source_data_ = testing::RandomBytes(kSize, 1);
-  std::unique_ptr<MemoryDevice> source_memory_ = *MemoryDevice::Create({.size = kSize});
-  Guard source_{*source_memory_, [](const Request& r) {
-                  ADD_FAILURE() << "the source received a " << OpName(r.op);
-                }};
-  const CloneGeometry geometry_ = *MakeCloneGeometry(
-      DeviceInfo{.size = kSize, .caps = {}}, DeviceInfo{.size = kSize, .caps = {}}, kRegion);
-  const uint64_t meta_size_ = (PersistentMetadata::RequiredSize(geometry_) + 4095) / 4096 * 4096;
-  CrashStateChecker checker_{source_data_, geometry_};
+  testing::CrashBench bench_{kSize, kRegion};
 };
 
 TEST_F(CloneCrashTest, EveryCrashStateOpensChecksAndKeepsWhatWasPromised) {
@@ -118,7 +96,7 @@ TEST_F(CloneCrashTest, EveryCrashStateOpensChecksAndKeepsWhatWasPromised) {
   const int workloads = env != nullptr ? std::atoi(env) : 12;
   uint64_t states = 0;
   for (int w = 0; w < workloads && !HasFailure(); ++w) states += RunWorkload(1000 + w);
-  std::cout << "crash states replayed: " << states << " (distinct: " << checker_.distinct()
+  std::cout << "crash states replayed: " << states << " (distinct: " << bench_.checker.distinct()
             << ") over " << workloads << " workloads\n";
   RecordProperty("crash_states", static_cast<int>(states));
   EXPECT_GT(states, 0u);

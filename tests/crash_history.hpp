@@ -57,15 +57,21 @@ std::vector<std::byte> WriteData(const UserOp& op);
 void SetDiscardedBlocks(uint64_t offset, uint64_t length, uint64_t region_size, uint64_t size,
                         UserOp& op);
 
-// Runs `op` (op, flags, value and, but for discards, blocks set) on `device`
-// as a request for [offset, offset + length) and waits; stamps it with `clock`
-// before the request and after its completion, and notes the outcome (and
-// what a read returned).
+// Runs `op` on `device` (a clone of `region_size` regions) as a request for
+// its blocks and waits; stamps it with `clock` before the request and after
+// its completion, and notes the outcome (and what a read returned). Sets what
+// the op decides: write-zeroes' value, a discard's blocks (the regions it
+// covers whole) and value, no blocks for a flush.
 template <BlockDevice D>
-void SubmitStamped(D& device, uint64_t offset, uint64_t length, RecordingClock& clock, UserOp& op) {
+void SubmitStamped(D& device, uint64_t region_size, RecordingClock& clock, UserOp& op) {
+  const uint64_t offset = op.first_block * kCrashBlock, length = op.blocks * kCrashBlock;
   std::vector<std::byte> data;
   if (op.op == Op::kWrite) data = WriteData(op);
   if (op.op == Op::kRead) op.read_data.resize(length);
+  if (op.op == Op::kWriteZeroes) op.value = kZeroValue;
+  if (op.op == Op::kDiscard)
+    SetDiscardedBlocks(offset, length, region_size, device.info().size, op);
+  if (op.op == Op::kFlush) op.blocks = 0;
   absl::Status status;
   op.submitted = clock.Tick();
   switch (op.op) {

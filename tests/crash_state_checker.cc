@@ -13,6 +13,7 @@
 #include "blkclone/persistent_metadata.hpp"
 #include "blkclone/sync_io.hpp"
 #include "gtest/gtest.h"
+#include "test_bytes.hpp"
 
 namespace blkclone::testing {
 namespace {
@@ -200,6 +201,26 @@ std::string CrashStateChecker::CheckRestart(const Bytes& meta_image, const Bytes
     if (!ok) return absl::StrCat(Where(b, geometry_), " lost a flushed write or holds stale data");
   }
   return "";
+}
+
+CrashBench::CrashBench(uint64_t size, uint64_t region_size)
+    : source_data(RandomBytes(size, 1)),
+      source_memory(*MemoryDevice::Create({.size = size})),
+      source(*source_memory,
+             [](const Request& r) { ADD_FAILURE() << "the source received a " << OpName(r.op); }),
+      geometry(*MakeCloneGeometry(source_memory->info(), source_memory->info(), region_size)),
+      checker(source_data, geometry) {
+  source_memory->Fill(0, source_data);
+}
+
+CrashBench::Devices CrashBench::NewDevices(uint64_t seed) const {
+  const uint64_t meta_size = (PersistentMetadata::RequiredSize(geometry) + 4095) / 4096 * 4096;
+  Devices devices{.meta = *MemoryDevice::Create({.size = meta_size}),
+                  .dest = *MemoryDevice::Create({.size = geometry.source_size})};
+  devices.dest->Fill(0, RandomBytes(geometry.source_size, static_cast<uint32_t>(seed + 77)));
+  auto formatted = PersistentMetadata::Open(AnyBlockDevice::Borrow(*devices.meta), geometry);
+  EXPECT_TRUE(formatted.ok()) << formatted.status();
+  return devices;
 }
 
 }  // namespace blkclone::testing

@@ -74,4 +74,23 @@ class CrashStateChecker {
   std::set<size_t> distinct_;  // hashes of image pairs
 };
 
+// What a crash test sets up once: the source (content and guarded device),
+// the geometry and the checker; and the devices each recorded run starts from.
+struct CrashBench {
+  CrashBench(uint64_t size, uint64_t region_size);
+
+  // A formatted metadata device, and a destination holding stale content
+  // (from `seed`) that a bug would show.
+  struct Devices {
+    std::unique_ptr<MemoryDevice> meta, dest;
+  };
+  Devices NewDevices(uint64_t seed) const;
+
+  const std::vector<std::byte> source_data;
+  const std::unique_ptr<MemoryDevice> source_memory;
+  ReadOnlyGuard<MemoryDevice> source;
+  const CloneGeometry geometry;
+  CrashStateChecker checker;
+};
+
 }  // namespace blkclone::testing
