@@ -144,7 +144,7 @@ std::string BlockOracle::Explain(uint64_t block, const std::byte* content) const
                         : "");
   }
   for (const UserOp& op : ops_) {
-    if (IsFlush(op)) absl::StrAppend(&text, "\n  flush: ", describe(op));
+    if (IsFlush(op)) absl::StrAppend(&text, "\n  flush or PREFLUSH: ", describe(op));
   }
   return text;
 }
