@@ -11,8 +11,9 @@
 // the contract allows, then write, flush, crash again and check again. What
 // the reads returned during the run is checked too.
 //
-// A debug build replays over 10,000 states of each kind (sanitizer builds
-// fewer); BLKCLONE_CRASH_LONG=1 replays 100 times as many (docs/reliability.md).
+// A debug build replays over 10,000 states of concurrent workloads and over
+// 5,000 with faults (sanitizer builds sample fewer); BLKCLONE_CRASH_LONG=1
+// replays 100 times as many (docs/reliability.md).
 // BLKCLONE_CRASH_SEED sets the first workload's seed; a rerun repeats its
 // requests, not the threads' interleaving.
 #include <atomic>
