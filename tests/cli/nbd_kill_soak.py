@@ -13,6 +13,7 @@ unhydrated regions.
 usage: nbd_kill_soak.py BLKCLONE CYCLES SEED   (in a scratch directory, with
 BLKCLONE_STATE_DIR set); prints one summary line, exits 1 on any violation.
 """
+import atexit
 import json
 import os
 import random
@@ -96,13 +97,23 @@ class Model:
             self.allowed[sector] = {write_id}
 
 
+SERVES = []  # every serve started; those still running are killed at exit
+
+
+@atexit.register
+def kill_leftovers():
+    for proc in SERVES:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 class Serve:
     def __init__(self, name, sock):
-        self.name, self.sock = name, sock
-        self.out = open("serve.out", "w")
-        self.proc = subprocess.Popen(
-            [BLKCLONE, "serve", name, "--nbd", f"unix:{sock}"],
-            stdout=self.out, stderr=open("serve.err", "w"))
+        with open("serve.out", "w") as out, open("serve.err", "w") as err:
+            self.proc = subprocess.Popen([BLKCLONE, "serve", name, "--nbd", f"unix:{sock}"],
+                                         stdout=out, stderr=err)
+        SERVES.append(self.proc)
 
         def ready():
             if self.proc.poll() is not None:
@@ -121,6 +132,9 @@ class Serve:
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)
         self.wait_exit("serve to die of SIGKILL")
+        with open("serve.err") as err:
+            if "Sanitizer" in (report := err.read()):
+                sys.exit(f"FAIL: serve before the kill: {report}")
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -277,37 +291,32 @@ def main():
     serve = Serve(name, sock)
     enable_hydration(name)
     failures, started = 0, time.monotonic()
-    try:
-        for cycle in range(1, cycles + 1):
-            client = Client(sock, model, rng)
-            client.start()
-            target = rng.randint(1, 40)
-            wait_until(lambda: client.ops >= target or not client.is_alive(),
-                       f"cycle {cycle}: {target} client operations")
-            client.killing = True
-            serve.kill9()
-            client.join(DEADLINE)
-            if client.is_alive():
-                deadline_passed(f"cycle {cycle}: the client to see serve die")
-            for k, v in client.stats.items():
-                STATS[k] += v
+    for cycle in range(1, cycles + 1):
+        client = Client(sock, model, rng)
+        client.start()
+        target = rng.randint(1, 40)
+        wait_until(lambda: client.ops >= target or not client.is_alive(),
+                   f"cycle {cycle}: {target} client operations")
+        client.killing = True
+        serve.kill9()
+        client.join(DEADLINE)
+        if client.is_alive():
+            deadline_passed(f"cycle {cycle}: the client to see serve die")
+        for k, v in client.stats.items():
+            STATS[k] += v
+        serve = Serve(name, sock)
+        violations = client.errors + check_after_restart(sock, model)
+        for v in violations[:10]:
+            print(f"cycle {cycle}: {v}", file=sys.stderr)
+        failures += 1 if violations else 0
+        if hydrated_fraction(name) > 0.5:
+            serve.stop()
+            epoch += 1
+            name = new_clone(epoch)
+            model.reset()
             serve = Serve(name, sock)
-            violations = client.errors + check_after_restart(sock, model)
-            for v in violations[:10]:
-                print(f"cycle {cycle}: {v}", file=sys.stderr)
-            failures += 1 if violations else 0
-            if hydrated_fraction(name) > 0.5:
-                serve.stop()
-                epoch += 1
-                name = new_clone(epoch)
-                model.reset()
-                serve = Serve(name, sock)
-            enable_hydration(name)
-        serve.stop()
-    finally:
-        if serve.proc.poll() is None:
-            serve.proc.kill()
-            serve.proc.wait()
+        enable_hydration(name)
+    serve.stop()
     print(f"nbd_kill_soak: {cycles} cycles, {failures} failures, {epoch} clones, "
           f"{STATS['writes']} writes, {STATS['flushes']} flushes, {STATS['reads']} read-backs, "
           f"{STATS['sectors with a choice']} unflushed sectors checked, "
