@@ -32,7 +32,10 @@ endfunction()
 # blkclone_add_test(<name> SOURCES ... DEPS ... [WRAPPER command...]): a
 # GoogleTest binary whose tests ctest discovers one by one; with WRAPPER, one
 # ctest test runs the whole binary under that command instead (e.g. a script
-# that starts a server around it; exit status 77 means skipped).
+# that starts a server around it; exit status 77 means skipped). Every test
+# gets a TIMEOUT: a hang fails after BLKCLONE_TEST_TIMEOUT seconds (the
+# wrapped run, which also starts its server, after twice that).
+set(BLKCLONE_TEST_TIMEOUT 300)
 function(blkclone_add_test name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;WRAPPER" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
@@ -40,8 +43,9 @@ function(blkclone_add_test name)
   blkclone_target_warnings(${name})
   if(ARG_WRAPPER)
     add_test(NAME ${name} COMMAND ${ARG_WRAPPER} $<TARGET_FILE:${name}>)
-    set_tests_properties(${name} PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77)
+    math(EXPR timeout "2 * ${BLKCLONE_TEST_TIMEOUT}")
+    set_tests_properties(${name} PROPERTIES TIMEOUT ${timeout} SKIP_RETURN_CODE 77)
   else()
-    gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)
+    gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT ${BLKCLONE_TEST_TIMEOUT})
   endif()
 endfunction()

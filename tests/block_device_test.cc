@@ -2,6 +2,7 @@
 // the type-erased and synchronous layers on top.
 #include "blkclone/block_device.hpp"
 
+#include <algorithm>
 #include <vector>
 
 #include "blkclone/any_block_device.hpp"
@@ -12,11 +13,22 @@
 namespace blkclone {
 namespace {
 
-// Minimal model: everything the concept asks, nothing more.
+// Minimal model: everything the concept asks, nothing more; 4 KiB of bytes.
 struct MinimalDevice {
   const DeviceInfo& info() const { return info_; }
-  void Submit(Request& r) noexcept { r.Complete(absl::OkStatus()); }
-  DeviceInfo info_;
+  void Submit(Request& r) noexcept {
+    if (absl::Status status = ValidateRequest(info_, r); !status.ok())
+      return r.Complete(std::move(status));
+    std::byte* at = bytes_.data() + r.offset;
+    if (r.op == Op::kRead) std::copy_n(at, r.length, r.data);
+    if (r.op == Op::kWrite) std::copy_n(r.data, r.length, at);
+    if (r.op == Op::kWriteZeroes) std::fill_n(at, r.length, std::byte{0});
+    if (r.op == Op::kDiscard) std::fill_n(at, r.length, std::byte{0xdd});  // any content
+    r.Complete(absl::OkStatus());
+  }
+  DeviceInfo info_{.size = 4096, .logical_block_size = 512,
+                   .caps = {.discard = true, .write_zeroes = true}};
+  std::vector<std::byte> bytes_ = std::vector<std::byte>(4096, std::byte{0x11});
 };
 static_assert(BlockDevice<MinimalDevice>);
 
@@ -56,7 +68,22 @@ static_assert(BlockDevice<MemoryDevice>);
 
 TEST(BlockDeviceConceptTest, MinimalModelWorksWithTheSyncHelpers) {
   MinimalDevice device;
-  EXPECT_TRUE(Flush(device).ok());
+  const std::vector<std::byte> written(1024, std::byte{0x5a});
+  ASSERT_TRUE(WriteAt(device, 512, written).ok());
+  ASSERT_TRUE(WriteZeroes(device, 2048, 512).ok());
+  ASSERT_TRUE(Discard(device, 3072, 512).ok());
+  ASSERT_TRUE(Flush(device).ok());
+  std::vector<std::byte> expected(4096, std::byte{0x11});
+  std::fill_n(expected.begin() + 512, 1024, std::byte{0x5a});
+  std::fill_n(expected.begin() + 2048, 512, std::byte{0});
+  std::fill_n(expected.begin() + 3072, 512, std::byte{0xdd});
+  EXPECT_EQ(device.bytes_, expected);
+  std::vector<std::byte> read(1024);
+  ASSERT_TRUE(ReadAt(device, 1024, read).ok());
+  EXPECT_EQ(read, std::vector<std::byte>(expected.begin() + 1024, expected.begin() + 2048));
+  // The device's errors come back as they are.
+  EXPECT_EQ(ReadAt(device, 4096, read).code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(WriteAt(device, 100, written).code(), absl::StatusCode::kInvalidArgument);
 }
 
 DeviceInfo SampleInfo() {

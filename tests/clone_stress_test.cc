@@ -4,6 +4,7 @@
 // ThreadSanitizer in CI).
 #include <atomic>
 #include <cstring>
+#include <deque>
 #include <random>
 #include <thread>
 #include <vector>
@@ -15,10 +16,13 @@
 #include "blkclone/testing/delay_device.hpp"
 #include "blkclone/testing/guard_device.hpp"
 #include "blkclone/testing/memory_device.hpp"
+#include "bounded_wait.hpp"
 #include "gtest/gtest.h"
 
 namespace blkclone {
 namespace {
+
+using testing::BoundedThread;
 
 constexpr uint64_t kBlock = 512;
 constexpr uint64_t kRegion = 16 << 10;
@@ -68,7 +72,7 @@ TEST(CloneStressTest, ConcurrentSubmittersOnSharedRegionsMatchTheModel) {
     if (!ok) failures.fetch_add(1);
   };
 
-  std::vector<std::thread> threads;
+  std::deque<BoundedThread> threads;
   for (int t = 0; t < kWriters; ++t) {
     threads.emplace_back([&, t] {
       std::mt19937 r(100 + t);
@@ -112,7 +116,7 @@ TEST(CloneStressTest, ConcurrentSubmittersOnSharedRegionsMatchTheModel) {
       }
     }
   });
-  for (auto& thread : threads) thread.join();
+  for (BoundedThread& thread : threads) thread.Join();
 
   EXPECT_EQ(failures.load(), 0) << "reads disagreed with what their thread had written";
   std::vector<std::byte> got(kBlock);

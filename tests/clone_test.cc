@@ -5,7 +5,6 @@
 #include <atomic>
 #include <deque>
 #include <random>
-#include <thread>
 #include <vector>
 
 #include "blkclone/buffered_copier.hpp"
@@ -13,6 +12,7 @@
 #include "blkclone/status.hpp"
 #include "blkclone/sync_io.hpp"
 #include "blkclone/testing/memory_device.hpp"
+#include "bounded_wait.hpp"
 #include "controlled_copier.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -21,7 +21,10 @@
 namespace blkclone {
 namespace {
 
+using testing::AwaitOrAbort;
+using testing::BoundedThread;
 using testing::RandomBytes;
+using testing::WaitUntil;
 using ::testing::HasSubstr;
 using Bytes = std::vector<std::byte>;
 
@@ -54,7 +57,8 @@ struct PendingIo {
   }
   absl::Status Wait() {
     internal::MutexLock lock(mu);
-    cv.Wait(mu, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return completions > 0; });
+    AwaitOrAbort(cv, mu, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return completions > 0; },
+                 "a request's completion");
     EXPECT_EQ(completions, 1);
     return status;
   }
@@ -66,6 +70,9 @@ class CloneTest : public ::testing::Test {
   using TestClone = Clone<MemoryDevice, MemoryDevice, ControlledCopier<Base>>;
 
   void SetUp() override { Open({}); }
+  void TearDown() override {
+    if (copier_ != nullptr) copier_->Release();  // a failed assertion may have left copies held
+  }
 
   void Open(CloneOptions options, MemoryDevice::Options dest_options = {}) {
     clone_.reset();
@@ -395,9 +402,7 @@ TEST_F(CloneTest, DiscardIsCommittedByTheNextFlush) {
 TEST_F(CloneTest, PeriodicCommitPersistsChangesWithoutAFlush) {
   Reopen({.commit_interval = std::chrono::milliseconds(10)});
   ASSERT_TRUE(WriteAt(*clone_, kRegion, Bytes(512, std::byte{1})).ok());
-  for (int i = 0; i < 1000 && !metadata_->CommittedRegions()[1]; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  EXPECT_TRUE(metadata_->CommittedRegions()[1]);
+  EXPECT_TRUE(WaitUntil([&] { return metadata_->CommittedRegions()[1]; }));
 }
 
 TEST_F(CloneTest, FlushedWritesSurviveACrashAndUnflushedHydrationsAreNotCommitted) {
@@ -425,15 +430,29 @@ TEST_F(CloneTest, CloseCommitsAndLaterRequestsFail) {
 }
 
 TEST_F(CloneTest, CloseWaitsForRequestsInFlight) {
+  // No periodic commit: nothing but Close takes the clone's locks meanwhile.
+  Reopen({.commit_interval = std::chrono::hours(1)});
+  ASSERT_TRUE(WriteAt(*clone_, 3 * kRegion, Bytes(512, std::byte{2})).ok());  // to commit
+  const uint64_t commits = metadata_->commits();
   copier_->Hold();
   auto write = StartWrite(kRegion, Bytes(512, std::byte{1}));
-  std::thread closer([&] { EXPECT_TRUE(clone_->Close().ok()); });
-  while (copier_->held() == 0) std::this_thread::yield();
+  ASSERT_EQ(copier_->held(), 1u);
+  BoundedThread closer([&] { EXPECT_TRUE(clone_->Close().ok()); });
+  // Close has begun once new requests fail, and is blocked once its thread
+  // sleeps: before its commit it has nothing else to sleep on.
+  ASSERT_TRUE(WaitUntil([&] {
+    Bytes block(512);
+    return ReadAt(*clone_, 0, block).code() == absl::StatusCode::kFailedPrecondition;
+  }));
+  ASSERT_TRUE(WaitUntil([&] { return closer.Sleeping() || closer.finished(); }));
+  EXPECT_FALSE(closer.finished()) << "Close returned with a write in flight";
+  EXPECT_EQ(metadata_->commits(), commits) << "Close committed with a write in flight";
   EXPECT_FALSE(write->done());
   copier_->Release();
-  closer.join();
+  closer.Join();
   EXPECT_TRUE(write->Wait().ok());
   EXPECT_TRUE(metadata_->CommittedRegions()[1]);
+  EXPECT_TRUE(metadata_->CommittedRegions()[3]);
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -35,6 +36,7 @@
 #include "blkclone/testing/delay_device.hpp"
 #include "blkclone/testing/memory_device.hpp"
 #include "blkclone/testing/temp_dir.hpp"
+#include "bounded_wait.hpp"
 #include "byte_io.hpp"
 #include "controlled_copier.hpp"
 #include "gtest/gtest.h"
@@ -44,6 +46,8 @@
 namespace blkclone {
 namespace {
 
+using testing::AwaitOrAbort;
+using testing::BoundedThread;
 using testing::RandomBytes;
 using testing::Slice;
 using Bytes = std::vector<std::byte>;
@@ -126,7 +130,9 @@ struct Outcome {
   }
   absl::Status Wait() {
     internal::MutexLock lock(mu);
-    cv.Wait(mu, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return done; });
+    AwaitOrAbort(
+        cv, mu, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return done; },
+        "a request's completion");
     return status;
   }
   Bytes Read() {
@@ -153,7 +159,8 @@ struct Countdown {
   }
   absl::Status Wait() {
     internal::MutexLock lock(mu);
-    cv.Wait(mu, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return left == 0; });
+    AwaitOrAbort(
+        cv, mu, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return left == 0; }, "every callback");
     return first_error;
   }
 };
@@ -201,14 +208,14 @@ TEST_F(ByteIoTest, UnalignedWritesSharingBlocksAllLand) {
   constexpr int kWrites = 200;
   constexpr uint64_t kPiece = 700;  // every block holds parts of several writes
   Countdown writes(kWrites);
-  std::vector<std::thread> threads;
+  std::deque<BoundedThread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = t; i < kWrites; i += 4)
         io.Write(123 + i * kPiece, RandomBytes(kPiece, 100 + i), writes.Callback());
     });
   }
-  for (std::thread& thread : threads) thread.join();
+  for (BoundedThread& thread : threads) thread.Join();
   ASSERT_TRUE(writes.Wait().ok());
   for (int i = 0; i < kWrites; ++i) {
     const Bytes data = RandomBytes(kPiece, 100 + i);
@@ -541,9 +548,9 @@ TEST_F(FuseExportTest, TheSizeCannotChange) {
 }
 
 TEST_F(FuseExportTest, StopEndsWaitAndUnmountCleansUp) {
-  std::thread stopper([this] { fuse_->Stop(); });
+  BoundedThread stopper([this] { fuse_->Stop(); });
   fuse_->Wait();
-  stopper.join();
+  stopper.Join();
   EXPECT_TRUE(fuse_->Unmount().ok());
   EXPECT_FALSE(IsMountPoint(mountpoint_));
   EXPECT_TRUE(fuse_->Unmount().ok()) << "idempotent";
@@ -575,7 +582,7 @@ TEST_F(FuseTest, ManyReadersAndWritersInParallel) {
     return std::pair<uint64_t, Bytes>(17 + index * kPiece, RandomBytes(kPiece, 1000 + index));
   };
   std::atomic<int> failures{0};
-  std::vector<std::thread> threads;
+  std::deque<BoundedThread> threads;
   for (int w = 0; w < kWriters; ++w) {
     threads.emplace_back([&, w] {
       Fd fd(file_);
@@ -596,7 +603,7 @@ TEST_F(FuseTest, ManyReadersAndWritersInParallel) {
       }
     });
   }
-  for (std::thread& thread : threads) thread.join();
+  for (BoundedThread& thread : threads) thread.Join();
   EXPECT_EQ(failures.load(), 0);
   for (int w = 0; w < kWriters; ++w) {
     for (int i = 0; i < kWritesEach; ++i) {

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "blkclone/testing/delay_device.hpp"
 #include "blkclone/testing/fault_device.hpp"
 #include "blkclone/testing/memory_device.hpp"
+#include "bounded_wait.hpp"
 #include "controlled_copier.hpp"
 #include "gtest/gtest.h"
 
@@ -23,6 +25,8 @@ namespace blkclone {
 namespace {
 
 using Bytes = std::vector<std::byte>;
+using testing::kWaitDeadline;
+using testing::WaitUntil;
 using namespace std::chrono_literals;
 
 constexpr uint64_t kRegion = 16 << 10;
@@ -34,8 +38,10 @@ struct CountedEvents : CloneEvents {
   void OnHydrationStopped(uint64_t region, const absl::Status& cause) override {
     stopped_region.store(region);
     EXPECT_FALSE(cause.ok());
+    if (on_stop) on_stop();
     stops.fetch_add(1);
   }
+  std::function<void()> on_stop;  // set before the hydrator starts
   std::atomic<int> completions{0}, stops{0};
   std::atomic<uint64_t> stopped_region{~uint64_t{0}};
 };
@@ -59,6 +65,7 @@ class HydratorTest : public ::testing::Test {
     clone_ = *TestClone::Create(source_, dest_, copier_, metadata_, {.events = &events_});
   }
   void TearDown() override {
+    copier_.Release();  // a failed assertion may have left copies held
     EXPECT_TRUE(clone_->Close().ok());
     hydrator_.reset();
   }
@@ -67,6 +74,12 @@ class HydratorTest : public ::testing::Test {
     hydrator_ = std::make_unique<TestHydrator>(*clone_, options, &events_);
   }
   bool Hydrated(uint64_t region) { return metadata_.map().IsSet(region); }
+  // Once true, the scheduler has considered every change and event so far
+  // and gone to sleep: whatever it was to start for them, it has started.
+  bool Settled() {
+    const uint64_t changes = hydrator_->changes();
+    return WaitUntil([&] { return hydrator_->SettledAfter(changes); });
+  }
   Bytes DestBytes() { return dest_memory_->Contents(); }
 
   std::unique_ptr<MemoryDevice> source_memory_ = *MemoryDevice::Create({.size = kSize});
@@ -112,8 +125,7 @@ TEST_F(HydratorTest, ReleasesTheRegionMapOnceCompleteAndKeepsServing) {
   ASSERT_TRUE(hydrator_->WaitUntilComplete(60s));
   // Released at the first moment nothing is in flight (the last copy may still
   // be finishing when completion is announced).
-  for (int i = 0; i < 5000 && !metadata_.map().released(); ++i) std::this_thread::sleep_for(1ms);
-  EXPECT_TRUE(metadata_.map().released());
+  EXPECT_TRUE(WaitUntil([&] { return metadata_.map().released(); }));
   EXPECT_EQ(metadata_.map().CountSet(), kRegions);
   EXPECT_EQ(hydrator_->progress().hydrated_bytes, kSize);
   Bytes data(4096, std::byte{9}), back(4096);
@@ -140,11 +152,11 @@ TEST_F(HydratorTest, NeverExceedsTheThresholdAndBatchesContiguousRegions) {
 
 TEST_F(HydratorTest, ThresholdZeroStopsAndNoHydrationStartsDisabled) {
   StartHydrator({.start_enabled = false, .threshold = 2});
-  std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(Settled());
   EXPECT_EQ(copier_.jobs(), 0);
   hydrator_->SetThreshold(0);
   hydrator_->Enable();
-  std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(Settled());
   EXPECT_EQ(copier_.jobs(), 0);
   EXPECT_FALSE(hydrator_->WaitUntilComplete(1ms));
   hydrator_->SetThreshold(2);
@@ -152,16 +164,16 @@ TEST_F(HydratorTest, ThresholdZeroStopsAndNoHydrationStartsDisabled) {
 }
 
 TEST_F(HydratorTest, DisableStopsStartingCopiesAndEnableResumes) {
-  limiter_.SetRate(2 << 20);  // slow enough to catch it half-way
+  copier_.Hold();
   StartHydrator({.threshold = 1});
-  while (metadata_.map().CountSet() < 4) std::this_thread::sleep_for(1ms);
+  ASSERT_TRUE(WaitUntil([&] { return copier_.held() == 1; }));  // its first copy
   hydrator_->Disable();
-  std::this_thread::sleep_for(20ms);  // the copy in flight may finish
-  const int jobs = copier_.jobs();
-  std::this_thread::sleep_for(100ms);
-  EXPECT_EQ(copier_.jobs(), jobs) << "copies started while disabled";
+  copier_.Release();
+  // The end of that copy wakes the scheduler, which must start no other.
+  ASSERT_TRUE(WaitUntil([&] { return hydrator_->regions_in_flight() == 0; }));
+  ASSERT_TRUE(Settled());
+  EXPECT_EQ(copier_.jobs(), 1) << "copies started while disabled";
   EXPECT_FALSE(hydrator_->progress().complete);
-  limiter_.SetRate(0);
   hydrator_->Enable();
   ASSERT_TRUE(hydrator_->WaitUntilComplete(60s));
 }
@@ -179,7 +191,7 @@ TEST_F(HydratorTest, PausesWhileUserRequestsAreInFlight) {
   };
   clone_->Submit(write);
   StartHydrator({.threshold = 8, .batch_size = 2});
-  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(Settled());
   EXPECT_EQ(copier_.jobs(), 1) << "background copies started while the user was busy";
   copier_.Release();
   ASSERT_TRUE(hydrator_->WaitUntilComplete(60s));
@@ -189,7 +201,7 @@ TEST_F(HydratorTest, PausesWhileUserRequestsAreInFlight) {
 TEST_F(HydratorTest, UserHydrationsCountButAreNeverHeldBack) {
   limiter_.SetRate(256 << 10);
   StartHydrator({.threshold = 1});
-  while (copier_.jobs() == 0) std::this_thread::sleep_for(1ms);
+  ASSERT_TRUE(WaitUntil([&] { return copier_.jobs() > 0; }));
   // The background copy fills the threshold; a write elsewhere still runs.
   ASSERT_TRUE(WriteAt(*clone_, 40 * kRegion, Bytes(512, std::byte{2})).ok());
   EXPECT_TRUE(Hydrated(40));
@@ -226,7 +238,8 @@ TEST_F(HydratorTest, RateLimitHoldsOverEveryWindow) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::pair<double, uint64_t>> samples;  // seconds, hydrated bytes
   while (!hydrator_->progress().complete) {
-    std::this_thread::sleep_for(10ms);
+    ASSERT_LT(std::chrono::steady_clock::now() - start, kWaitDeadline) << "not complete";
+    std::this_thread::sleep_for(10ms);  // a sample every 10 ms
     samples.emplace_back(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
         hydrator_->progress().hydrated_bytes);
@@ -257,16 +270,23 @@ TEST_F(HydratorTest, RetriesFailedCopiesWithBackoff) {
 TEST_F(HydratorTest, StopsAfterRepeatedFailuresAndRestartsOnRequest) {
   source_.AddRule({.ops = {Op::kRead}, .range = ByteRange{9 * kRegion, kRegion},
                    .error = absl::InternalError("bad sector")});
+  // From the stop on, any copy started stays in flight: held.
+  std::atomic<int> jobs_at_stop{-1};
+  events_.on_stop = [&] {
+    copier_.Hold();
+    jobs_at_stop.store(copier_.jobs());
+  };
   StartHydrator({.threshold = 1, .max_consecutive_failures = 3, .first_retry_delay = 1ms});
-  while (events_.stops.load() == 0) std::this_thread::sleep_for(1ms);
+  ASSERT_TRUE(WaitUntil([&] { return events_.stops.load() > 0; }));
   EXPECT_EQ(events_.stopped_region.load(), 9u);
   HydrationProgress progress = hydrator_->progress();
   EXPECT_TRUE(progress.stopped);
   EXPECT_EQ(progress.stop_reason.message(), "bad sector");
   EXPECT_EQ(source_.counters().injected[Op::kRead], 3u) << "exactly N attempts";
-  const int jobs = copier_.jobs();
-  std::this_thread::sleep_for(50ms);
-  EXPECT_EQ(copier_.jobs(), jobs) << "copies continued after the stop";
+  ASSERT_TRUE(Settled());
+  EXPECT_EQ(copier_.jobs(), jobs_at_stop.load()) << "copies continued after the stop";
+  EXPECT_EQ(copier_.held(), 0u) << "copies continued after the stop";
+  copier_.Release();
   source_.ClearRules();
   hydrator_->Restart();
   ASSERT_TRUE(hydrator_->WaitUntilComplete(60s));
@@ -276,7 +296,7 @@ TEST_F(HydratorTest, StopsAfterRepeatedFailuresAndRestartsOnRequest) {
 TEST_F(HydratorTest, ReportsProgressRateAndEta) {
   limiter_.SetRate(2 << 20);
   StartHydrator({.threshold = 2, .batch_size = 2});
-  while (hydrator_->progress().hydrated_regions < 8) std::this_thread::sleep_for(5ms);
+  ASSERT_TRUE(WaitUntil([&] { return hydrator_->progress().hydrated_regions >= 8; }));
   const HydrationProgress p = hydrator_->progress();
   EXPECT_EQ(p.total_regions, kRegions);
   EXPECT_EQ(p.total_bytes, kSize);

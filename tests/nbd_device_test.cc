@@ -24,6 +24,7 @@
 #include "blkclone/testing/device_conformance.hpp"
 #include "blkclone/testing/memory_device.hpp"
 #include "blkclone/testing/temp_dir.hpp"
+#include "bounded_wait.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nbdkit_server.hpp"
@@ -37,6 +38,7 @@ using testing::AlignedBuffer;
 using ::testing::HasSubstr;
 using testing::NbdkitServer;
 using testing::RequestBatch;
+using testing::WaitUntil;
 using Bytes = std::vector<std::byte>;
 using Clock = std::chrono::steady_clock;
 
@@ -140,18 +142,24 @@ std::vector<std::string> WritesAndFlushes(const std::string& log_file) {
   return ops;
 }
 
-// The most requests the server was working on at once, from its log.
-int MostInServerAtOnce(const std::string& log_file) {
+// Reads that reached the server, and the most it was working on at once,
+// from the log of nbdkit's log filter.
+struct ServerReads {
+  int arrived = 0, most_at_once = 0;
+};
+ServerReads ReadsAtTheServer(const std::string& log_file) {
   std::ifstream in(log_file);
-  int now = 0, most = 0;
+  ServerReads reads;
+  int now = 0;
   for (std::string line; std::getline(in, line);) {
     if (line.find(" ...Read id=") != std::string::npos) {
       --now;
     } else if (line.find(" Read id=") != std::string::npos) {
-      most = std::max(most, ++now);
+      ++reads.arrived;
+      reads.most_at_once = std::max(reads.most_at_once, ++now);
     }
   }
-  return most;
+  return reads;
 }
 
 TEST_F(NbdDeviceTest, IsAReadOnlySourceByDefault) {
@@ -307,8 +315,7 @@ TEST_F(NbdDeviceTest, FlushReportsWritesAServerRestartMayHaveLost) {
   AlignedBuffer data(4096, 3);
   ASSERT_TRUE(WriteAt(*device, 0, data.span()).ok());
   ASSERT_TRUE(server->Restart().ok());  // memory is volatile: the write is gone
-  for (int i = 0; i < 500 && device->stats().reconnects == 0; ++i)
-    std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(WaitUntil([&] { return device->stats().reconnects > 0; }));
   ASSERT_EQ(device->stats().reconnects, 1u);
   const absl::Status flushed = Flush(*device);
   EXPECT_EQ(flushed.code(), absl::StatusCode::kDataLoss) << flushed;
@@ -316,7 +323,7 @@ TEST_F(NbdDeviceTest, FlushReportsWritesAServerRestartMayHaveLost) {
   EXPECT_TRUE(Flush(*device).ok()) << "a loss is reported once";
   ASSERT_TRUE(WriteAt(*device, 0, data.span(), kFua).ok());
   ASSERT_TRUE(server->Restart().ok());
-  for (int i = 0; i < 500 && device->stats().reconnects < 2; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(WaitUntil([&] { return device->stats().reconnects >= 2; }));
   EXPECT_TRUE(Flush(*device).ok()) << "FUA writes were durable already";
 }
 
@@ -341,7 +348,7 @@ TEST_F(NbdDeviceTest, KeepsManyRequestsInFlightAtTheServer) {
   EXPECT_EQ(batch.Problems(), "");
   EXPECT_TRUE(MatchesSource(data.span(), 0));
   device.reset();  // the log is complete once the connections are closed
-  const int most = MostInServerAtOnce(log);
+  const int most = ReadsAtTheServer(log).most_at_once;
   std::cout << "the server had up to " << most << " of them at once\n";
   EXPECT_GE(most, 16) << "one at a time would be 1";
 }
@@ -418,8 +425,9 @@ TEST_F(NbdDeviceTest, HydrationRetriesThroughServerErrors) {
 TEST_F(NbdDeviceTest, ResendsRequestsAfterTheServerRestarts) {
   constexpr int kRequests = 16;
   constexpr uint64_t kLength = 64 << 10;
-  NbdkitServer* server =
-      Serve({"--filter=delay", "file", SourceFile(kRequests * kLength), "rdelay=300ms"});
+  const std::string log = (dir_.path() / "requests.log").string();
+  NbdkitServer* server = Serve({"--filter=log", "--filter=delay", "file",
+                                SourceFile(kRequests * kLength), "logfile=" + log, "rdelay=300ms"});
   ASSERT_NE(server, nullptr);
   auto device = Open(
       *server,
@@ -430,7 +438,8 @@ TEST_F(NbdDeviceTest, ResendsRequestsAfterTheServerRestarts) {
   for (int i = 0; i < kRequests; ++i)
     batch.Add(Request::Read(i * kLength, data.span().subspan(i * kLength, kLength)));
   batch.SubmitAll(*device);
-  std::this_thread::sleep_for(50ms);  // on the wire, the server sleeping on them
+  // At the server, which sleeps on them.
+  ASSERT_TRUE(WaitUntil([&] { return ReadsAtTheServer(log).arrived > 0; }));
   ASSERT_TRUE(server->Restart().ok());
   batch.Wait();
   EXPECT_EQ(batch.Problems(), "");
@@ -448,10 +457,9 @@ TEST_F(NbdDeviceTest, HydrationSurvivesAServerRestart) {
       {.reconnect_attempts = 50, .reconnect_initial_delay = 10ms, .reconnect_max_delay = 100ms});
   ASSERT_NE(device, nullptr);
   NbdClone clone(*device, kPatientHydrator);
-  for (int i = 0; i < 2000 && clone.hydrated_regions() < 16; ++i) std::this_thread::sleep_for(5ms);
-  ASSERT_GE(clone.hydrated_regions(), 16u);
+  ASSERT_TRUE(WaitUntil([&] { return clone.hydrated_regions() >= 16; }));
   server->Kill(SIGKILL);
-  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(WaitUntil([&] { return device->stats().connected == 0; }));  // seen gone
   ASSERT_TRUE(server->Restart().ok());
   ASSERT_TRUE(clone.WaitUntilHydrated(30s));
   EXPECT_TRUE(clone.dest_contents() == source_) << "the destination differs from the source";
@@ -469,23 +477,21 @@ TEST_F(NbdDeviceTest, FailsFastWhileTheServerIsGoneThenRecovers) {
   ASSERT_TRUE(ReadAt(*device, 0, data.span()).ok());
   server->Kill(SIGKILL);
   absl::Status gone;
-  for (int i = 0; i < 500 && gone.code() != absl::StatusCode::kUnavailable; ++i) {
+  EXPECT_TRUE(WaitUntil([&] {
     gone = ReadAt(*device, 0, data.span());
-    std::this_thread::sleep_for(10ms);
-  }
-  EXPECT_EQ(gone.code(), absl::StatusCode::kUnavailable) << gone;
+    return gone.code() == absl::StatusCode::kUnavailable;
+  })) << gone;
   EXPECT_THAT(gone.message(), HasSubstr(server->uri()));
   const auto start = Clock::now();
   EXPECT_EQ(ReadAt(*device, 0, data.span()).code(), absl::StatusCode::kUnavailable);
   EXPECT_LT(Clock::now() - start, 1s) << "a request waited although every connection was down";
 
   ASSERT_TRUE(server->Restart().ok());
-  absl::Status back = absl::UnavailableError("not tried");
-  for (int i = 0; i < 500 && !back.ok(); ++i) {
+  absl::Status back;
+  EXPECT_TRUE(WaitUntil([&] {
     back = ReadAt(*device, 0, data.span());
-    std::this_thread::sleep_for(10ms);
-  }
-  EXPECT_TRUE(back.ok()) << back;
+    return back.ok();
+  })) << back;
 }
 
 TEST_F(NbdDeviceTest, TimesOutAServerThatStopsAnswering) {

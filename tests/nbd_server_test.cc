@@ -44,6 +44,7 @@
 #include "blkclone/testing/fault_device.hpp"
 #include "blkclone/testing/memory_device.hpp"
 #include "blkclone/testing/temp_dir.hpp"
+#include "bounded_wait.hpp"
 #include "controlled_copier.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -54,6 +55,8 @@ extern char** environ;
 namespace blkclone {
 namespace {
 
+using testing::BoundedThread;
+using testing::WaitUntil;
 using testing::RandomBytes;
 using testing::Slice;
 
@@ -85,17 +88,6 @@ size_t CountOccurrences(absl::string_view text, absl::string_view needle) {
        at = text.find(needle, at + needle.size()))
     ++count;
   return count;
-}
-
-// Polls `done` every few milliseconds for up to `timeout`.
-bool WaitUntil(const std::function<bool()>& done,
-               std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
 }
 
 // ---- Client programs ----
@@ -1077,7 +1069,7 @@ TEST_F(NbdServerTest, ThousandsOfPipelinedRequestsWithBoundedDepth) {
       requests.emplace_back(requests.size() + 1, block);
       if (writing && block % 4 == 3) requests.emplace_back(requests.size() + 1, -1);
     }
-    std::thread sender([&] {
+    BoundedThread sender([&] {
       for (const auto& [cookie, block] : requests) {
         bool sent;
         if (block < 0) {
@@ -1105,7 +1097,7 @@ TEST_F(NbdServerTest, ThousandsOfPipelinedRequestsWithBoundedDepth) {
         break;
       }
     }
-    sender.join();
+    sender.Join();
     ASSERT_EQ(seen.size(), requests.size());
   }
   const Counts counts = counted.Snapshot();
@@ -1133,7 +1125,7 @@ TEST_F(NbdServerTest, StopAnswersEveryRequestAlreadyReceived) {
     const Counts counts = counted.Snapshot();
     return counts.submitted[Op::kWrite] + counts.submitted[Op::kRead] == kWrites + kReads;
   }));
-  std::thread stopper([&] { server->Stop(); });
+  BoundedThread stopper([&] { server->Stop(); });
   std::set<uint64_t> answered;
   for (int i = 0; i < kWrites + kReads; ++i) {
     const RawClient::Reply reply = client.ReadReply();
@@ -1142,7 +1134,7 @@ TEST_F(NbdServerTest, StopAnswersEveryRequestAlreadyReceived) {
   }
   EXPECT_EQ(answered.size(), size_t{kWrites + kReads});
   EXPECT_TRUE(client.ServerClosed());
-  stopper.join();
+  stopper.Join();
   EXPECT_EQ(counted.Snapshot().total_in_flight, 0u);
   const Bytes contents = memory_->Contents();
   for (int i = 0; i < kWrites; ++i)
@@ -1151,12 +1143,15 @@ TEST_F(NbdServerTest, StopAnswersEveryRequestAlreadyReceived) {
 }
 
 TEST_F(NbdServerTest, StopCutsOffAClientThatDoesNotTakeItsReplies) {
-  auto server = ServeMemory({.drain_timeout = std::chrono::milliseconds(200)});
+  CountingDevice counted(*memory_);
+  auto server =
+      Serve(AnyBlockDevice::Borrow(counted), {.drain_timeout = std::chrono::milliseconds(200)});
   ASSERT_NE(server, nullptr);
   RawClient client(socket_path());
   client.Go(/*structured=*/true);
   for (int i = 0; i < 64; ++i) client.SendRequest(nbd::kCmdRead, i, 0, 1 << 20);
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // Read and with more replies than the socket holds waiting to go out.
+  ASSERT_TRUE(WaitUntil([&] { return counted.Snapshot().completed[Op::kRead] >= 16; }));
   const auto start = std::chrono::steady_clock::now();
   server->Stop();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <random>
 #include <thread>
@@ -20,6 +21,7 @@
 #include "blkclone/testing/memory_device.hpp"
 #include "blkclone/testing/recording_device.hpp"
 #include "blkclone/testing/temp_dir.hpp"
+#include "bounded_wait.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "metadata_fixtures.hpp"
@@ -30,6 +32,7 @@ namespace blkclone {
 namespace {
 
 using ::testing::AllOf;
+using testing::BoundedThread;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -961,13 +964,13 @@ TEST(PersistentMetadataTest, ConcurrentMarksDuringCommitsAllReachTheDisk) {
   constexpr int kThreads = 3;
   constexpr uint64_t kMarks = 2000;
   std::atomic<bool> done{false};
-  std::thread committer([&] {
+  BoundedThread committer([&] {
     while (!done.load()) {
       (*meta)->Seal();
       EXPECT_TRUE((*meta)->CommitSealed().ok());
     }
   });
-  std::vector<std::thread> markers;
+  std::deque<BoundedThread> markers;
   for (int t = 0; t < kThreads; ++t) {
     markers.emplace_back([&, t] {
       std::mt19937_64 rng(t);
@@ -978,9 +981,9 @@ TEST(PersistentMetadataTest, ConcurrentMarksDuringCommitsAllReachTheDisk) {
       }
     });
   }
-  for (auto& m : markers) m.join();
+  for (BoundedThread& m : markers) m.Join();
   done = true;
-  committer.join();
+  committer.Join();
   const std::vector<bool> in_core = BitsOf((*meta)->map());
   Commit(**meta, {});
   meta->reset();

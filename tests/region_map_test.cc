@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <latch>
 #include <limits>
 #include <ostream>
@@ -25,6 +26,8 @@
 #include <thread>
 #include <tuple>
 #include <vector>
+
+#include "bounded_wait.hpp"
 
 #if defined(__SANITIZE_THREAD__)
 #define BLKCLONE_UNDER_TSAN 1
@@ -36,6 +39,8 @@
 
 namespace blkclone {
 namespace {
+
+using testing::BoundedThread;
 
 #ifdef BLKCLONE_UNDER_TSAN
 constexpr bool kUnderThreadSanitizer = true;
@@ -359,7 +364,7 @@ TEST(RegionMapTest, FindsTheOnlyUnsetRegionAtAnyLevelDepth) {
     if (size == 0) continue;
     for (const uint64_t hole : {uint64_t{0}, size / 2, size / 64 * 64, size - 1}) {
       if (hole >= size) continue;
-      SCOPED_TRACE(testing::Message() << "size " << size << " hole " << hole);
+      SCOPED_TRACE(::testing::Message() << "size " << size << " hole " << hole);
       RegionMap map(size);
       EXPECT_EQ(map.SetRange(0, hole) + map.SetRange(hole + 1, size), size - 1);
       EXPECT_EQ(map.CountSet(), size - 1);
@@ -465,7 +470,7 @@ TEST(RegionMapTest, ConcurrentSettersCountEachBitOnce) {
   std::atomic<uint64_t> sum{0};
   std::atomic<int> writers_left{kThreads};
   std::latch start(kThreads + 1);
-  std::vector<std::thread> threads;
+  std::deque<BoundedThread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       start.arrive_and_wait();
@@ -479,7 +484,7 @@ TEST(RegionMapTest, ConcurrentSettersCountEachBitOnce) {
   // Bits only go from 0 to 1, so a concurrent observer must see every query move one way.
   bool monotonic = true;
   int observations = 0;
-  std::thread reader([&] {
+  BoundedThread reader([&] {
     start.arrive_and_wait();
     uint64_t last_unset = 0, last_set = kSize, last_count = 0;
     while (writers_left.load() > 0) {
@@ -493,8 +498,8 @@ TEST(RegionMapTest, ConcurrentSettersCountEachBitOnce) {
       ++observations;
     }
   });
-  for (std::thread& thread : threads) thread.join();
-  reader.join();
+  for (BoundedThread& thread : threads) thread.Join();
+  reader.Join();
   EXPECT_TRUE(monotonic);
   EXPECT_GT(observations, 0);
 
@@ -528,7 +533,7 @@ TEST(RegionMapTest, SearchesRacingWithAWriterSkipOnlySetRegions) {
     RegionMap map(kSize);
     std::atomic<bool> reading{false};
     std::atomic<bool> writing{true};
-    std::thread writer([&] {
+    BoundedThread writer([&] {
       while (!reading.load()) std::this_thread::yield();
       for (uint64_t first = 0; first < kHole; first += kGroup) {
         map.SetRange(first, std::min(kGroup, kHole - first));
@@ -544,7 +549,7 @@ TEST(RegionMapTest, SearchesRacingWithAWriterSkipOnlySetRegions) {
       last = found;
       overlapping += found != 0 && found != kHole;
     }
-    writer.join();
+    writer.Join();
     ASSERT_EQ(map.FindNextUnset(0), kHole);
   }
   EXPECT_EQ(wrong, 0) << "out of " << overlapping << " searches";
@@ -558,7 +563,7 @@ TEST(RegionMapTest, ConcurrentOrWordKeepsCountAndSummaryExact) {
   constexpr uint64_t kStride = 0x1111111111111111;
   RegionMap map(kSize);
   std::latch start(kThreads);
-  std::vector<std::thread> threads;
+  std::deque<BoundedThread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       start.arrive_and_wait();
@@ -569,7 +574,7 @@ TEST(RegionMapTest, ConcurrentOrWordKeepsCountAndSummaryExact) {
       }
     });
   }
-  for (std::thread& thread : threads) thread.join();
+  for (BoundedThread& thread : threads) thread.Join();
 
   Model model(kSize);
   for (uint64_t w = 0; w < map.word_count(); ++w) {

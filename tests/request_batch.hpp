@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "blkclone/block_device.hpp"
 #include "blkclone/internal/mutex.hpp"
+#include "bounded_wait.hpp"
 
 namespace blkclone::testing {
 
@@ -38,11 +39,14 @@ class RequestBatch {
     for (Entry& entry : entries_) device.Submit(entry.request);
   }
 
-  // Returns once every request has completed at least once.
+  // Returns once every request has completed at least once (aborts past the
+  // deadline: the requests still use the batch).
   void Wait() {
     internal::MutexLock lock(mu_);
-    done_cv_.Wait(
-        mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return completed_ >= entries_.size(); });
+    AwaitOrAbort(
+        done_cv_, mu_,
+        [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return completed_ >= entries_.size(); },
+        "every request of a batch to complete");
   }
 
   // Empty if every request completed exactly once with OK, else what went wrong.

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -22,12 +23,15 @@
 #include "blkclone/testing/guard_device.hpp"
 #include "blkclone/testing/memory_device.hpp"
 #include "blkclone/testing/recording_device.hpp"
+#include "bounded_wait.hpp"
 #include "gtest/gtest.h"
 
 namespace blkclone {
 namespace {
 
+using testing::BoundedThread;
 using namespace std::chrono_literals;
+using testing::AwaitOrAbort;
 
 constexpr uint64_t kDeviceSize = 64 * 1024;
 constexpr uint64_t kBlock = 512;
@@ -98,8 +102,10 @@ class Batch {
   }
   void Wait() {
     internal::MutexLock lock(mu_);
-    done_cv_.Wait(
-        mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return order_.size() >= ios_.size(); });
+    AwaitOrAbort(
+        done_cv_, mu_,
+        [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return order_.size() >= ios_.size(); },
+        "every request to complete");
   }
   // Numbers of the completed requests, in completion order.
   std::vector<size_t> Order() const {
@@ -265,7 +271,7 @@ TEST(FaultInjectingDeviceTest, FailsExactlyCountRequestsFromConcurrentSubmitters
   FaultInjectingDevice faulty(*memory);
   faulty.AddRule({.ops = {Op::kWrite}, .skip = 20, .count = 50});
   std::atomic<int> failed{0};
-  std::vector<std::thread> threads;
+  std::deque<BoundedThread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 50; ++i) {
@@ -273,7 +279,7 @@ TEST(FaultInjectingDeviceTest, FailsExactlyCountRequestsFromConcurrentSubmitters
       }
     });
   }
-  for (std::thread& thread : threads) thread.join();
+  for (BoundedThread& thread : threads) thread.Join();
   EXPECT_EQ(failed.load(), 50);
   EXPECT_EQ(faulty.counters().injected[Op::kWrite], 50u);
   EXPECT_EQ(faulty.counters().matched, 200u);
@@ -425,7 +431,7 @@ TEST(CountingDeviceTest, TracksRequestsInFlightFromConcurrentSubmitters) {
       *memory, DelayOptions{.min_delay = 1h, .max_delay = 1h});
   CountingDevice counted(*parked);
   std::vector<Batch> batches(4);
-  std::vector<std::thread> threads;
+  std::deque<BoundedThread> threads;
   for (int t = 0; t < 4; ++t) {
     for (int i = 0; i < 4; ++i) {
       batches[t].AddWrite((t * 8 + i) * kBlock, kBlock, 1);
@@ -433,7 +439,7 @@ TEST(CountingDeviceTest, TracksRequestsInFlightFromConcurrentSubmitters) {
     }
     threads.emplace_back([&, t] { batches[t].SubmitAll(counted); });
   }
-  for (std::thread& thread : threads) thread.join();
+  for (BoundedThread& thread : threads) thread.Join();
   Counts counts = counted.Snapshot();
   EXPECT_EQ(counts.total_in_flight, 32u);
   EXPECT_EQ(counts.max_total_in_flight, 32u);
@@ -547,7 +553,7 @@ TEST(RecordingDeviceTest, ReplayMatchesAConcurrentAsynchronousWorkload) {
   auto memory = NewMemory();
   DelayDevice delayed(*memory, {.min_delay = 0us, .max_delay = 300us});
   RecordingDevice recorder(delayed);
-  std::vector<std::thread> threads;
+  std::deque<BoundedThread> threads;
   for (int t = 0; t < 4; ++t) {
     // Each thread owns a quarter and waits for each request: overlaps are ordered.
     threads.emplace_back([&, t] {
@@ -560,7 +566,7 @@ TEST(RecordingDeviceTest, ReplayMatchesAConcurrentAsynchronousWorkload) {
       }
     });
   }
-  for (std::thread& thread : threads) thread.join();
+  for (BoundedThread& thread : threads) thread.Join();
   const WriteLog log = recorder.Log();
   EXPECT_EQ(log.size(), 100u);
   EXPECT_EQ(ReplayUpTo(std::vector<std::byte>(kDeviceSize), log, log.size()), memory->Contents());

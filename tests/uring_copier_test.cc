@@ -22,18 +22,21 @@
 #include "blkclone/internal/mutex.hpp"
 #include "blkclone/sync_io.hpp"
 #include "blkclone/testing/temp_dir.hpp"
+#include "bounded_wait.hpp"
 #include "device_factories.hpp"
-#include "scratch_files.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "scratch_files.hpp"
 #include "test_bytes.hpp"
 
 namespace blkclone {
 namespace {
 
-using testing::RandomBytes;
-using ::testing::HasSubstr;
+using testing::AwaitOrAbort;
+using testing::BoundedThread;
 using testing::FileBytes;
+using ::testing::HasSubstr;
+using testing::RandomBytes;
 using testing::TempDir;
 using Bytes = std::vector<std::byte>;
 
@@ -60,8 +63,10 @@ class JobSet {
   size_t size() const { return entries_.size(); }
   void Wait() {
     internal::MutexLock lock(mu_);
-    cv_.Wait(mu_,
-             [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return completed_ >= entries_.size(); });
+    AwaitOrAbort(
+        cv_, mu_,
+        [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return completed_ >= entries_.size(); },
+        "every copy job to complete");
   }
   // Each job's completions and final status.
   int completions(size_t i) {
@@ -126,13 +131,13 @@ TEST_F(UringCopierTest, CopiesManyConcurrentJobsExactlyWithinItsBound) {
       offset += length;
     }
   }
-  std::vector<std::thread> threads;
+  std::deque<BoundedThread> threads;
   for (size_t t = 0; t < 2; ++t) {
     threads.emplace_back([&, t] {
       for (size_t i = t; i < jobs.size(); i += 2) copier->Copy(jobs.job(i));
     });
   }
-  for (std::thread& thread : threads) thread.join();
+  for (BoundedThread& thread : threads) thread.Join();
   jobs.Wait();
   for (size_t i = 0; i < jobs.size(); ++i) {
     EXPECT_EQ(jobs.completions(i), 1) << "job " << i;

@@ -25,21 +25,23 @@
 #include "blkclone/sync_io.hpp"
 #include "blkclone/testing/device_conformance.hpp"
 #include "blkclone/testing/temp_dir.hpp"
+#include "bounded_wait.hpp"
 #include "device_factories.hpp"
-#include "scratch_files.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "request_batch.hpp"
+#include "scratch_files.hpp"
 
 namespace blkclone {
 namespace {
 
 using testing::AlignedBuffer;
+using testing::AwaitOrAbort;
+using testing::FileBytes;
 using ::testing::HasSubstr;
 using testing::LoopFactory;
 using testing::PathFactory;
 using testing::RequestBatch;
-using testing::FileBytes;
 
 template <UringDevice::Options kOptions>
 struct OpenUring {
@@ -103,12 +105,16 @@ TEST_F(UringDeviceTest, SubmitsWhatQueuedUpWhileBusyInOneBatch) {
     internal::MutexLock lock(g.mu);
     g.entered = true;
     g.cv.SignalAll();
-    g.cv.Wait(g.mu, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g.mu) { return g.open; });
+    AwaitOrAbort(
+        g.cv, g.mu, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g.mu) { return g.open; },
+        "the gate to open");
   };
   device->Submit(blocker);
   {
     internal::MutexLock lock(gate.mu);
-    gate.cv.Wait(gate.mu, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(gate.mu) { return gate.entered; });
+    AwaitOrAbort(
+        gate.cv, gate.mu, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(gate.mu) { return gate.entered; },
+        "the blocking request's completion");
   }
   const UringDevice::Stats before = device->stats();
   AlignedBuffer data(32 * 4096, 2);
@@ -171,7 +177,8 @@ struct WriteChain {
   }
   absl::Status Wait() {
     internal::MutexLock lock(mu);
-    cv.Wait(mu, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return done; });
+    AwaitOrAbort(
+        cv, mu, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return done; }, "the chain of writes");
     return status;
   }
 

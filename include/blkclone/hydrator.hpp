@@ -144,6 +144,15 @@ class Hydrator final : public CloneListener {
     return p;
   }
 
+  // Regions of the background copies it started whose end it has not heard.
+  uint64_t regions_in_flight() const { return Get(in_flight_); }
+  // Changes and events so far (a count), and whether the scheduler has since
+  // considered the first `changes` of them and gone to sleep with nothing to
+  // start until the next one: for checks that something started no copy,
+  // without waiting for time to pass.
+  uint64_t changes() const { return Get(wakeups_); }
+  bool SettledAfter(uint64_t changes) const { return Get(slept_after_) > changes; }
+
   // Waits until every region is hydrated; false on timeout.
   bool WaitUntilComplete(std::chrono::milliseconds timeout) {
     internal::MutexLock lock(mu_);
@@ -279,6 +288,7 @@ class Hydrator final : public CloneListener {
   void Run() {
     internal::MutexLock lock(mu_);
     while (!stopping_) {
+      const uint64_t seen = wakeups_;  // what this round decides on
       const auto now = Clock::now();
       while (!copied_.empty() && now - copied_.front().at > kRateWindow) copied_.pop_front();
       if (!completed_ && clone_.metadata().map().AllSet()) {
@@ -298,6 +308,8 @@ class Hydrator final : public CloneListener {
       const uint64_t hydrating = std::max(clone_.hydrating_regions(), in_flight_);
       // Pause while the user has requests in flight; the clone signals idleness.
       if (!MayStart(now) || hydrating >= threshold_ || clone_.active_requests() > 0) {
+        // Settled: nothing to start until something changes (no retry due later).
+        if (!(enabled_ && !stopped_ && now < retry_at_)) slept_after_ = seen + 1;
         SleepLocked(completed_ ? std::chrono::milliseconds(1000) : kPoll);
         continue;
       }
@@ -336,6 +348,7 @@ class Hydrator final : public CloneListener {
   uint64_t batch_size_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t wakeups_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t slept_after_ ABSL_GUARDED_BY(mu_) = 0;  // 1 + wakeups_ seen when last settled
   bool completed_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status stop_reason_ ABSL_GUARDED_BY(mu_);

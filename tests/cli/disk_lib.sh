@@ -62,10 +62,9 @@ serve() {
 
 # stop_serve: SIGTERM to serve, which must exit with status 0.
 stop_serve() {
-  local status=0
   kill -TERM "$SERVE_PID"
-  wait "$SERVE_PID" || status=$?
-  [ "$status" = 0 ] || fail "serve exited with $status: $(cat serve.err)"
+  wait_exit "$SERVE_PID" "serve after SIGTERM"
+  [ "$EXIT_STATUS" = 0 ] || fail "serve exited with $EXIT_STATUS: $(cat serve.err)"
 }
 
 # json_field NAME SECTION FIELD: a number from blkclone status NAME --json, as

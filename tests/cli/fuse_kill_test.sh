@@ -21,7 +21,7 @@ now=$(json_field c regions hydrated)
 [ "$now" -ge $((hydrated + 16)) ] && [ "$now" -lt "$(json_field c regions total)" ] ||
   fail "not in the middle of hydration: $now regions hydrated"
 kill -9 "$SERVE_PID"
-wait "$SERVE_PID" 2>/dev/null || true
+wait_exit "$SERVE_PID" "serve killed with -9"
 release_disk fs -l
 fusermount3 -u -z mnt
 

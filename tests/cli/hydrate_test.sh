@@ -18,11 +18,14 @@ expect 0 create slow --metadata meta2.img --dest dst2.img --source src2.img --re
 pid=$!
 BACKGROUND+=("$pid")
 wait_socket slow "$pid"
-sleep 0.5
+for _ in $(seq 300); do
+  [ "$(hydrated_bytes slow)" -gt 0 ] && break
+  sleep 0.1
+done
+[ "$(hydrated_bytes slow)" -gt 0 ] || fail "hydrate copied nothing in 30 s"
 kill -INT "$pid"
-status=0
-wait "$pid" || status=$?
-[ "$status" = 0 ] || fail "hydrate after SIGINT: exit $status: $(cat slow.err)"
+wait_exit "$pid" "hydrate after SIGINT"
+[ "$EXIT_STATUS" = 0 ] || fail "hydrate after SIGINT: exit $EXIT_STATUS: $(cat slow.err)"
 contains slow.out "interrupted by SIGINT: clone slow is"
 contains slow.out "run blkclone hydrate slow to resume"
 echo "hydrate: ok"

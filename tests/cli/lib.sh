@@ -23,12 +23,26 @@ fail() {
   exit 1
 }
 
+# Scripts made of cases that may each skip: skip_case REASON or case_ok after
+# each case, end_cases last, which exits 77 (skipped) when no case ran.
+CASES_RUN=0
+skip_case() {
+  echo "SKIP: $*"
+}
+case_ok() {
+  CASES_RUN=$((CASES_RUN + 1))
+  echo "$*: ok"
+}
+end_cases() {
+  [ "$CASES_RUN" -gt 0 ] || { echo "SKIP: every case skipped"; exit 77; }
+}
+
 # expect STATUS ARGS...: runs blkclone ARGS with stdout in ./out and stderr in
 # ./err, and checks its exit status.
 expect() {
   local want=$1 got=0
   shift
-  "$BLKCLONE" "$@" >out 2>err || got=$?
+  timeout 60 "$BLKCLONE" "$@" >out 2>err || got=$?
   [ "$got" = "$want" ] || fail "blkclone $*: exit status $got, expected $want; stderr: $(cat err)"
 }
 
@@ -50,6 +64,18 @@ flip() {
   local value
   value=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
   printf "\\$(printf '%03o' $((value ^ 255)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
+# wait_exit PID WHAT: waits up to 30 s for the background process PID to
+# exit, else fails; its exit status is then in EXIT_STATUS.
+wait_exit() {
+  for _ in $(seq 300); do
+    kill -0 "$1" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$1" 2>/dev/null && fail "$2: still running after 30 s"
+  EXIT_STATUS=0
+  wait "$1" || EXIT_STATUS=$?
 }
 
 # wait_socket NAME PID: waits until the control socket of NAME is there, which
@@ -98,7 +124,7 @@ kill_hydrate_midway() {
   done
   sleep 1.5
   kill -9 "$pid"
-  wait "$pid" 2>/dev/null || true
+  wait_exit "$pid" "hydrate killed with -9"
   KILLED_AT=$(hydrated "$1")
   done_regions=${KILLED_AT%/*}
   [ "$done_regions" -gt 1 ] && [ "$done_regions" -lt "$2" ] ||

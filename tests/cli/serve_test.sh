@@ -44,9 +44,8 @@ expect 1 hydrate c
 contains err "clone c: in use by blkclone serve (pid $SERVE_PID)"
 
 kill -TERM "$SERVE_PID"
-status=0
-wait "$SERVE_PID" || status=$?
-[ "$status" = 0 ] || fail "serve exited with $status: $(cat serve.err)"
+wait_exit "$SERVE_PID" "serve after SIGTERM"
+[ "$EXIT_STATUS" = 0 ] || fail "serve exited with $EXIT_STATUS: $(cat serve.err)"
 contains serve.out "stopped clone c on SIGTERM: 100.0% hydrated (256 of 256 regions), metadata committed"
 [ ! -e state/c.sock ] || fail "the control socket outlived serve"
 expect 0 status c --json
