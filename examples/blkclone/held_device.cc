@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <fstream>
 #include <sstream>
@@ -56,12 +57,16 @@ absl::StatusOr<std::optional<LocalFile>> OpenLocal(absl::string_view role, const
   return LocalFile{std::move(fd), st};
 }
 
-// The command line of process `pid`, "blkclone serve c", from /proc.
+// The command line of process `pid` up to its first option, from /proc:
+// "blkclone serve c".
 std::string CommandLine(absl::string_view pid) {
   std::ifstream in(absl::StrCat("/proc/", pid, "/cmdline"));
   std::ostringstream content;
   content << in.rdbuf();
   std::vector<std::string> words = absl::StrSplit(content.str(), '\0', absl::SkipEmpty());
+  const auto option = std::find_if(words.begin(), words.end(),
+                                   [](const std::string& word) { return word[0] == '-'; });
+  words.erase(option, words.end());
   if (words.empty()) return "";
   words[0] = words[0].substr(words[0].rfind('/') + 1);
   return absl::StrJoin(words, " ");
