@@ -37,7 +37,7 @@ bool SameFile(const struct stat& a, const struct stat& b) {
 
 // `path` opened read-only (and, for an exclusive block device, with O_EXCL);
 // kNotFound when it is missing, kInvalidArgument when it is neither a regular
-// file nor a block device, kUnavailable (nullopt) while a block device is busy.
+// file nor a block device; nullopt while a block device is busy (EBUSY).
 absl::StatusOr<std::optional<LocalFile>> OpenLocal(absl::string_view role, const std::string& path,
                                                    bool exclusive_block) {
   const int flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY | (exclusive_block ? O_EXCL : 0);

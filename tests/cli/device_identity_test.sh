@@ -18,13 +18,17 @@ fresh() {
   expect 0 create c --metadata meta.img --dest dst.img --source src.img --region-size 64K
 }
 
-# refused ROLE PATH WHAT: every command that opens ROLE (metadata device,
-# destination or source) refuses clone c, saying PATH is not what was
-# recorded and WHAT changed, and writes nothing.
+# refused ROLE PATH WHAT [all]: commands that open ROLE (metadata device,
+# destination or source) refuse clone c, saying that PATH is not what was
+# recorded and WHAT changed, and write nothing: write and verify, or with
+# "all" every command that opens ROLE.
 refused() {
-  local commands=("hydrate c" "serve c" "write c 0 patch.bin" "read c 0 4K got.bin" "verify c")
-  [ "$1" = source ] || commands+=("finalize c")
-  [ "$1" != "metadata device" ] || commands+=("status c")
+  local commands=("write c 0 patch.bin" "verify c")
+  if [ "${4:-}" = all ]; then
+    commands+=("hydrate c" "serve c" "read c 0 4K got.bin")
+    [ "$1" = source ] || commands+=("finalize c")
+    [ "$1" != "metadata device" ] || commands+=("status c")
+  fi
   sha256sum ./*.img ./*.real 2>/dev/null >before.sha || true
   for command in "${commands[@]}"; do
     # shellcheck disable=SC2086  # the arguments are words
@@ -40,7 +44,7 @@ refused() {
 fresh
 mv dst.img dst.real
 ln -s src.img dst.img
-refused destination "$WORK/dst.img" "inode "
+refused destination "$WORK/dst.img" "inode " all
 rm dst.img
 ln src.img dst.img
 refused destination "$WORK/dst.img" "inode "
@@ -58,7 +62,7 @@ refused destination "$WORK/dst.img" ""
 fresh
 cp meta.img meta.copy
 mv meta.copy meta.img
-refused "metadata device" "$WORK/meta.img" "inode "
+refused "metadata device" "$WORK/meta.img" "inode " all
 fresh
 cp src.img src.copy
 mv src.copy src.img
