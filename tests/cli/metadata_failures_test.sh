@@ -31,8 +31,8 @@ expect 0 create x --state-dir other --metadata meta2.img --dest dst2.img --sourc
 cp meta2.img other.img
 
 run_kinds \
-  "metadata damaged|MC|damage_bitmap|blkclone check`" \
-  "metadata damaged, needs_check set|MC|damage_bitmap; set_needs_check|blkclone check`" \
+  "metadata damaged|MC|damage_bitmap|blkclone check" \
+  "metadata damaged, needs_check set|MC|damage_bitmap; set_needs_check|blkclone check" \
   "metadata of another clone|M|cp other.img meta.img|holds the metadata of another clone" \
   "geometry differs from the record|M|sed -i 's/ 128 0 4 / 256 0 4 /' state/c.table|differs from the table of clone c"
 end_cases "metadata failures"
