@@ -9,7 +9,12 @@ source "$(dirname "$0")/lib.sh"
 
 head -c 4096 /dev/urandom >patch.bin
 LOOPS=()
-trap 'for loop in "${LOOPS[@]}"; do losetup -d "$loop" 2>/dev/null || true; done; cleanup' EXIT
+detach_loops() {
+  local loop
+  for loop in "${LOOPS[@]}"; do losetup -d "$loop" 2>/dev/null || true; done
+  cleanup
+}
+trap detach_loops EXIT
 
 # fresh: clone c of new files src.img, dst.img and meta.img.
 fresh() {

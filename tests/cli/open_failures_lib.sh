@@ -23,6 +23,7 @@ commands=(
 # that bypass file permissions.
 unprivileged=()
 if [ "$(id -u)" = 0 ]; then
+  # shellcheck disable=SC2054  # the capabilities are one argument
   unprivileged=(setpriv --bounding-set -dac_override,-dac_read_search --)
 fi
 
