@@ -37,9 +37,8 @@ absl::Status Blocked(Session& session, const HydrationProgress& progress) {
   const std::string& name = session.record().name;
   if (progress.stopped)
     return absl::UnavailableError(absl::StrCat(
-        "clone ", name,
-        ": hydration stopped after repeated copy failures: ", progress.stop_reason.message(),
-        "; what was copied is committed, and blkclone hydrate ", name, " resumes"));
+        "clone ", name, ": hydration stopped after repeated copy failures: ",
+        progress.stop_reason.message(), "; run blkclone hydrate ", name, " again to resume"));
   if (const CloneMode mode = session.clone().mode(); mode != CloneMode::kReadWrite)
     return absl::InternalError(
         absl::StrCat("clone ", name, ": the metadata mode is ", ModeName(mode),

@@ -44,7 +44,7 @@ touch errors
 expect 1 hydrate c
 [ "$(wc -l <err)" = 1 ] || fail "hydrate: stderr is not one line: $(cat err)"
 contains err "blkclone hydrate: clone c: hydration stopped after repeated copy failures: NBD read"
-contains err "what was copied is committed, and blkclone hydrate c resumes"
+contains err "; run blkclone hydrate c again to resume"
 ! grep -q "blkclone message" err || fail "hydrate suggests a message to a process that has exited"
 rm errors
 expect 0 hydrate c
