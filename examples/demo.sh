@@ -9,6 +9,7 @@ blkclone=$(realpath "${1:-build/release/examples/blkclone/blkclone}")
 work=$(mktemp -d /var/tmp/blkclone-demo.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 export BLKCLONE_STATE_DIR=$work/state
+mkdir -p "$BLKCLONE_STATE_DIR"
 cd "$work"
 
 step() { printf '\n== %s\n' "$*"; }

@@ -1,5 +1,7 @@
 // blkclone create: validate a clone's table and devices, format its metadata,
-// record it. Every check runs before the one write (the format).
+// record it with its devices' identities. Every check runs before the one
+// write (the format); the devices are arguments, so their faults are usage
+// errors (exit status 2), except one that another command holds (1).
 #include <array>
 #include <bit>
 #include <cstdio>
@@ -12,6 +14,7 @@
 #include "blkclone/status.hpp"
 #include "commands.hpp"
 #include "devices.hpp"
+#include "held_device.hpp"
 #include "state.hpp"
 
 namespace blkclone::cli {
@@ -90,7 +93,7 @@ absl::Status CheckMetadataSize(const std::string& path, uint64_t size,
 absl::Status CheckReusable(const StateDir& dir, const std::string& path, const StoredHeader& header,
                            const CloneGeometry& geometry) {
   auto refuse = [&](absl::string_view problem) {
-    return absl::FailedPreconditionError(absl::StrCat("metadata device ", path, ": ", problem));
+    return absl::InvalidArgumentError(absl::StrCat("metadata device ", path, ": ", problem));
   };
   const std::string uuid = header.uuid.ToString();
   const CloneGeometry& stored = header.geometry;
@@ -119,37 +122,44 @@ absl::StatusOr<int> RunCreate(const ParsedArgs& args) {
   BLKCLONE_RETURN_IF_ERROR(ApplyCephConf(
       args, std::array{&table.metadata_device, &table.destination_device, &table.source_device}));
   BLKCLONE_ASSIGN_OR_RETURN(Backend backend, BackendFromArgs(args));
-  BLKCLONE_RETURN_IF_ERROR(CheckDistinctDevices(table));
-  const StateDir dir = StateDir::FromArgs(args);
+  BLKCLONE_ASSIGN_OR_RETURN(const StateDir dir, StateDir::FromArgs(args));
   BLKCLONE_RETURN_IF_ERROR(dir.CheckNew(name));
+  BLKCLONE_RETURN_IF_ERROR(CheckDistinctDevices(table));
 
-  BLKCLONE_ASSIGN_OR_RETURN(AnyBlockDevice source,
-                            OpenDevice("source", table.source_device, backend, Access::kReadOnly));
-  BLKCLONE_ASSIGN_OR_RETURN(AnyBlockDevice dest, OpenDevice("destination", table.destination_device,
-                                                            backend, Access::kReadWrite));
+  BLKCLONE_ASSIGN_OR_RETURN(HeldDevice meta,
+                            OpenHeld("metadata device", table.metadata_device, backend,
+                                     Access::kReadWrite, Hold::kExclusive));
+  BLKCLONE_ASSIGN_OR_RETURN(HeldDevice dest,
+                            OpenHeld("destination", table.destination_device, backend,
+                                     Access::kReadWrite, Hold::kExclusive));
+  BLKCLONE_ASSIGN_OR_RETURN(HeldDevice source, OpenHeld("source", table.source_device, backend,
+                                                        Access::kReadOnly, Hold::kShared));
+  BLKCLONE_RETURN_IF_ERROR(CheckTableLength(table, source.device.info().size));
   BLKCLONE_ASSIGN_OR_RETURN(
-      AnyBlockDevice meta,
-      OpenDevice("metadata device", table.metadata_device, backend, Access::kReadWrite));
-  BLKCLONE_RETURN_IF_ERROR(CheckTableLength(table, source.info().size));
-  BLKCLONE_ASSIGN_OR_RETURN(CloneGeometry geometry,
-                            MakeCloneGeometry(source.info(), dest.info(), table.region_size()));
-  BLKCLONE_RETURN_IF_ERROR(CheckMetadataSize(table.metadata_device, meta.info().size, geometry));
-  absl::StatusOr<StoredHeader> header = PersistentMetadata::ReadHeader(meta);
+      CloneGeometry geometry,
+      MakeCloneGeometry(source.device.info(), dest.device.info(), table.region_size()));
+  BLKCLONE_RETURN_IF_ERROR(
+      CheckMetadataSize(table.metadata_device, meta.device.info().size, geometry));
+  absl::StatusOr<StoredHeader> header = PersistentMetadata::ReadHeader(meta.device);
   if (header.ok()) {
     BLKCLONE_RETURN_IF_ERROR(CheckReusable(dir, table.metadata_device, *header, geometry));
   } else if (!absl::IsNotFound(header.status())) {
-    return absl::FailedPreconditionError(
+    return absl::InvalidArgumentError(
         absl::StrCat("metadata device ", table.metadata_device, ": ", header.status().message()));
   }
 
   // Checked again under the lock, which a failed create does not leave behind.
-  BLKCLONE_RETURN_IF_ERROR(dir.Create());
   BLKCLONE_ASSIGN_OR_RETURN(CloneLock lock, CloneLock::Acquire(dir, name, "create"));
   BLKCLONE_RETURN_IF_ERROR(dir.CheckNew(name));
   BLKCLONE_ASSIGN_OR_RETURN(std::unique_ptr<PersistentMetadata> metadata,
-                            PersistentMetadata::Open(std::move(meta), geometry));
+                            PersistentMetadata::Open(std::move(meta.device), geometry));
   table.length_sectors = geometry.source_size / kSectorSize;
-  const CloneRecord record{.name = name, .table = table, .uuid = metadata->uuid().ToString()};
+  const CloneRecord record{
+      .name = name,
+      .table = table,
+      .uuid = metadata->uuid().ToString(),
+      .identities = {
+          .metadata = meta.identity, .destination = dest.identity, .source = source.identity}};
   BLKCLONE_RETURN_IF_ERROR(dir.Save(record));
   std::printf("created clone %s: %s source, %llu regions of %s\n", name.c_str(),
               HumanBytes(geometry.source_size).c_str(),

@@ -5,8 +5,8 @@
 #include "absl/strings/str_cat.h"
 #include "blkclone/status.hpp"
 #include "blkclone/sync_io.hpp"
+#include "clone_devices.hpp"
 #include "commands.hpp"
-#include "recorded_metadata.hpp"
 
 namespace blkclone::cli {
 namespace {
@@ -24,32 +24,29 @@ void PrintHandOver(const CloneRecord& record) {
 absl::StatusOr<int> RunFinalize(const ParsedArgs& args) {
   BLKCLONE_RETURN_IF_ERROR(ExpectPositional(args, 1, 1, "NAME"));
   BLKCLONE_ASSIGN_OR_RETURN(Backend backend, BackendFromArgs(args));
-  const StateDir dir = StateDir::FromArgs(args);
+  BLKCLONE_ASSIGN_OR_RETURN(const StateDir dir, StateDir::FromArgs(args));
   BLKCLONE_ASSIGN_OR_RETURN(CloneRecord record, dir.Load(args.positional[0]));
   BLKCLONE_ASSIGN_OR_RETURN(CloneLock lock, CloneLock::Acquire(dir, record.name, "finalize"));
-  BLKCLONE_ASSIGN_OR_RETURN(std::unique_ptr<PersistentMetadata> metadata,
-                            OpenRecordedMetadata(record, backend, Access::kReadWrite));
-  if (metadata->finished()) {
+  CloneDevices devices;
+  BLKCLONE_RETURN_IF_ERROR(
+      OpenClone(record, backend, Access::kReadWrite, CloneParts::kMetadata, devices));
+  PersistentMetadata& metadata = *devices.metadata;
+  if (metadata.finished()) {
     std::printf("clone %s was already finished\n", record.name.c_str());
     PrintHandOver(record);
     return kExitOk;
   }
-  const CloneGeometry& geometry = metadata->geometry();
-  const uint64_t remaining = geometry.region_count - metadata->map().CountSet();
+  BLKCLONE_RETURN_IF_ERROR(
+      OpenClone(record, backend, Access::kReadWrite, CloneParts::kMetadataAndDestination, devices));
+  const CloneGeometry& geometry = metadata.geometry();
+  const uint64_t remaining = geometry.region_count - metadata.map().CountSet();
   if (remaining > 0)
     return absl::UnavailableError(absl::StrCat(
         "clone ", record.name, ": not fully hydrated: ", remaining, " of ", geometry.region_count,
         " regions remain; run blkclone hydrate ", record.name, " first"));
-  BLKCLONE_ASSIGN_OR_RETURN(
-      AnyBlockDevice dest,
-      OpenDevice("destination", record.table.destination_device, backend, Access::kReadWrite));
-  if (dest.info().size != geometry.dest_size)
-    return absl::FailedPreconditionError(
-        absl::StrCat("destination ", record.table.destination_device, ": ", dest.info().size,
-                     " bytes, but the clone was created with ", geometry.dest_size));
   // The flag must not be committed before the data it vouches for is durable.
-  BLKCLONE_RETURN_IF_ERROR(Flush(dest));
-  BLKCLONE_RETURN_IF_ERROR(metadata->SetFinished());
+  BLKCLONE_RETURN_IF_ERROR(Flush(*devices.destination));
+  BLKCLONE_RETURN_IF_ERROR(metadata.SetFinished());
   PrintHandOver(record);
   return kExitOk;
 }

@@ -15,7 +15,8 @@ namespace {
 
 absl::StatusOr<SessionOptions> Options(const ParsedArgs& args, const CloneRecord& record) {
   SessionOptions options{.hydrator = HydratorDefaults(record.table),
-                         .log_prefix = "blkclone hydrate: "};
+                         .log_prefix = "blkclone hydrate: ",
+                         .events_end_command = true};
   BLKCLONE_ASSIGN_OR_RETURN(options.backend, BackendFromArgs(args));
   options.hydrator.start_enabled = true;
   // A threshold of 0 would never finish.
@@ -31,16 +32,17 @@ absl::StatusOr<SessionOptions> Options(const ParsedArgs& args, const CloneRecord
   return options;
 }
 
-// Why hydration cannot go on, if it cannot.
+// Why hydration cannot go on, if it cannot: the one line the command ends with.
 absl::Status Blocked(Session& session, const HydrationProgress& progress) {
+  const std::string& name = session.record().name;
   if (progress.stopped)
-    return absl::InternalError(
-        absl::StrCat("background hydration stopped after repeated copy "
-                     "failures: ",
-                     progress.stop_reason.message()));
+    return absl::UnavailableError(absl::StrCat(
+        "clone ", name, ": hydration stopped after repeated copy failures: ",
+        progress.stop_reason.message(), "; run blkclone hydrate ", name, " again to resume"));
   if (const CloneMode mode = session.clone().mode(); mode != CloneMode::kReadWrite)
     return absl::InternalError(
-        absl::StrCat("the clone's metadata mode is ", ModeName(mode), " after a failed commit"));
+        absl::StrCat("clone ", name, ": the metadata mode is ", ModeName(mode),
+                     " after a failed commit: ", session.ModeCause().message()));
   return absl::OkStatus();
 }
 
@@ -48,7 +50,7 @@ absl::Status Blocked(Session& session, const HydrationProgress& progress) {
 
 absl::StatusOr<int> RunHydrate(const ParsedArgs& args) {
   BLKCLONE_RETURN_IF_ERROR(ExpectPositional(args, 1, 1, "NAME"));
-  const StateDir dir = StateDir::FromArgs(args);
+  BLKCLONE_ASSIGN_OR_RETURN(const StateDir dir, StateDir::FromArgs(args));
   BLKCLONE_ASSIGN_OR_RETURN(CloneRecord record, dir.Load(args.positional[0]));
   BLKCLONE_ASSIGN_OR_RETURN(SessionOptions options, Options(args, record));
   TerminationSignals signals;  // before the session starts threads

@@ -63,7 +63,7 @@ absl::StatusOr<std::unique_ptr<Session>> OpenForIo(const ParsedArgs& args,
 
 absl::StatusOr<int> RunWrite(const ParsedArgs& args) {
   BLKCLONE_RETURN_IF_ERROR(ExpectPositional(args, 3, 3, "NAME OFFSET FILE"));
-  const StateDir dir = StateDir::FromArgs(args);
+  BLKCLONE_ASSIGN_OR_RETURN(const StateDir dir, StateDir::FromArgs(args));
   BLKCLONE_ASSIGN_OR_RETURN(CloneRecord record, dir.Load(args.positional[0]));
   BLKCLONE_ASSIGN_OR_RETURN(uint64_t offset, SectorMultiple("OFFSET", args.positional[1]));
   BLKCLONE_ASSIGN_OR_RETURN(std::string data, ReadInput(args.positional[2]));
@@ -90,7 +90,7 @@ absl::StatusOr<int> RunWrite(const ParsedArgs& args) {
 
 absl::StatusOr<int> RunRead(const ParsedArgs& args) {
   BLKCLONE_RETURN_IF_ERROR(ExpectPositional(args, 3, 4, "NAME OFFSET LENGTH [FILE]"));
-  const StateDir dir = StateDir::FromArgs(args);
+  BLKCLONE_ASSIGN_OR_RETURN(const StateDir dir, StateDir::FromArgs(args));
   BLKCLONE_ASSIGN_OR_RETURN(CloneRecord record, dir.Load(args.positional[0]));
   BLKCLONE_ASSIGN_OR_RETURN(uint64_t offset, SectorMultiple("OFFSET", args.positional[1]));
   BLKCLONE_ASSIGN_OR_RETURN(uint64_t length, SectorMultiple("LENGTH", args.positional[2]));

@@ -1,4 +1,6 @@
-// blkclone check and blkclone dump: offline inspection of a metadata device.
+// blkclone check and blkclone dump: offline inspection of a metadata device,
+// which they hold as any command running a clone does. A device that cannot
+// be opened, like one with problems, is exit status 1.
 #include <array>
 #include <cstdio>
 
@@ -6,18 +8,21 @@
 #include "blkclone/metadata_check.hpp"
 #include "blkclone/status.hpp"
 #include "commands.hpp"
-#include "devices.hpp"
+#include "held_device.hpp"
 
 namespace blkclone::cli {
 namespace {
 
 // The metadata device that the only positional argument names.
-absl::StatusOr<AnyBlockDevice> OpenMetadata(const ParsedArgs& args, Access access) {
+absl::StatusOr<HeldDevice> OpenMetadata(const ParsedArgs& args, Access access) {
   BLKCLONE_RETURN_IF_ERROR(ExpectPositional(args, 1, 1, "METADATA"));
   BLKCLONE_ASSIGN_OR_RETURN(Backend backend, BackendFromArgs(args));
   std::string path = args.positional[0];
   BLKCLONE_RETURN_IF_ERROR(ApplyCephConf(args, std::array{&path}));
-  return OpenDevice("metadata device", path, backend, access);
+  absl::StatusOr<HeldDevice> held =
+      OpenHeld("metadata device", path, backend, access, Hold::kExclusive);
+  if (!held.ok()) return AsFailure(held.status());
+  return held;
 }
 
 }  // namespace
@@ -28,8 +33,8 @@ absl::StatusOr<int> RunCheck(const ParsedArgs& args) {
   if (clear && repair)
     return absl::InvalidArgumentError("--clear-needs-check-flag and --repair exclude each other");
   BLKCLONE_ASSIGN_OR_RETURN(
-      AnyBlockDevice device,
-      OpenMetadata(args, clear || repair ? Access::kReadWrite : Access::kReadOnly));
+      HeldDevice held, OpenMetadata(args, clear || repair ? Access::kReadWrite : Access::kReadOnly));
+  AnyBlockDevice& device = held.device;
   const std::string& path = args.positional[0];
   CheckReport report = Check(device);
   for (const std::string& problem : report.problems) std::printf("%s\n", problem.c_str());
@@ -63,11 +68,12 @@ absl::StatusOr<int> RunCheck(const ParsedArgs& args) {
 }
 
 absl::StatusOr<int> RunDump(const ParsedArgs& args) {
-  BLKCLONE_ASSIGN_OR_RETURN(AnyBlockDevice device, OpenMetadata(args, Access::kReadOnly));
-  absl::StatusOr<std::string> dump = args.Has("--json") ? DumpJson(device) : DumpText(device);
+  BLKCLONE_ASSIGN_OR_RETURN(HeldDevice held, OpenMetadata(args, Access::kReadOnly));
+  absl::StatusOr<std::string> dump =
+      args.Has("--json") ? DumpJson(held.device) : DumpText(held.device);
   if (!dump.ok())
-    return absl::Status(dump.status().code(), absl::StrCat("metadata device ", args.positional[0],
-                                                           ": ", dump.status().message()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("metadata device ", args.positional[0], ": ", dump.status().message()));
   std::fputs(dump->c_str(), stdout);
   if (!dump->empty() && dump->back() != '\n') std::fputs("\n", stdout);
   return kExitOk;

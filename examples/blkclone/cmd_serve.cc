@@ -34,7 +34,7 @@ absl::StatusOr<int> RunServe(const ParsedArgs& args) {
   BLKCLONE_RETURN_IF_ERROR(ExpectPositional(args, 1, 1, "NAME"));
   BLKCLONE_ASSIGN_OR_RETURN(Backend backend, BackendFromArgs(args));
   BLKCLONE_ASSIGN_OR_RETURN(ServeExports exports, ServeExports::FromArgs(args));
-  const StateDir dir = StateDir::FromArgs(args);
+  BLKCLONE_ASSIGN_OR_RETURN(const StateDir dir, StateDir::FromArgs(args));
   BLKCLONE_ASSIGN_OR_RETURN(CloneRecord record, dir.Load(args.positional[0]));
   TerminationSignals signals;  // before the session starts threads
   BLKCLONE_ASSIGN_OR_RETURN(CloneLock lock, CloneLock::Acquire(dir, record.name, "serve"));

@@ -5,9 +5,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "blkclone/status.hpp"
+#include "clone_devices.hpp"
 #include "commands.hpp"
 #include "control_client.hpp"
-#include "recorded_metadata.hpp"
 #include "state.hpp"
 
 namespace blkclone::cli {
@@ -17,8 +17,10 @@ namespace {
 // nothing commits meanwhile).
 absl::StatusOr<CloneStatus> OfflineStatus(const StateDir& dir, const CloneRecord& record) {
   BLKCLONE_ASSIGN_OR_RETURN(CloneLock lock, CloneLock::Acquire(dir, record.name, "status"));
-  BLKCLONE_ASSIGN_OR_RETURN(std::unique_ptr<PersistentMetadata> metadata,
-                            OpenRecordedMetadata(record, Backend::kFile, Access::kReadOnly));
+  CloneDevices devices;
+  BLKCLONE_RETURN_IF_ERROR(
+      OpenClone(record, Backend::kFile, Access::kReadOnly, CloneParts::kMetadata, devices));
+  const PersistentMetadata* metadata = devices.metadata.get();
   const CloneGeometry& geometry = metadata->geometry();
   return CloneStatus{.active = false,
                      .metadata = metadata->usage(),
@@ -46,7 +48,7 @@ absl::StatusOr<int> RunStatus(const ParsedArgs& args) {
   if (args.Has("--json") && args.Has("--human"))
     return absl::InvalidArgumentError("--json and --human: choose one");
   const absl::string_view form = args.Has("--json") ? "json" : args.Has("--human") ? "human" : "dm";
-  const StateDir dir = StateDir::FromArgs(args);
+  BLKCLONE_ASSIGN_OR_RETURN(const StateDir dir, StateDir::FromArgs(args));
   BLKCLONE_ASSIGN_OR_RETURN(CloneRecord record, dir.Load(args.positional[0]));
   absl::StatusOr<std::string> answer =
       AskControlSocket(dir.File(record.name, "sock"), absl::StrCat("status ", form));
@@ -67,7 +69,7 @@ absl::StatusOr<int> RunMessage(const ParsedArgs& args) {
   // dmsetup message's sector argument.
   if (words.size() > 1 && words[0] == "0") words = words.subspan(1);
   BLKCLONE_RETURN_IF_ERROR(ParseMessage(words).status());
-  const StateDir dir = StateDir::FromArgs(args);
+  BLKCLONE_ASSIGN_OR_RETURN(const StateDir dir, StateDir::FromArgs(args));
   BLKCLONE_ASSIGN_OR_RETURN(CloneRecord record, dir.Load(args.positional[0]));
   absl::StatusOr<std::string> answer = AskControlSocket(
       dir.File(record.name, "sock"), absl::StrCat("message ", absl::StrJoin(words, " ")));

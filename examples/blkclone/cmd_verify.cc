@@ -1,17 +1,21 @@
 // blkclone verify: compare the destination with the source over every region
-// the committed metadata marks hydrated, and report the ranges that differ.
+// the committed metadata marks hydrated, and report the ranges that differ;
+// source read errors are retried as background hydration retries them.
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "aligned_buffer.hpp"
+#include "blkclone/hydrator.hpp"
 #include "blkclone/status.hpp"
 #include "blkclone/sync_io.hpp"
+#include "clone_devices.hpp"
 #include "commands.hpp"
 #include "progress.hpp"
-#include "recorded_metadata.hpp"
 
 namespace blkclone::cli {
 namespace {
@@ -42,27 +46,23 @@ class Differences {
   uint64_t bytes_ = 0;
 };
 
-struct Devices {
-  std::unique_ptr<PersistentMetadata> metadata;
-  AnyBlockDevice source;
-  AnyBlockDevice dest;
-};
-
-// The clone's committed metadata and both data devices, read-only, with their sizes checked.
-absl::StatusOr<Devices> OpenDevices(const CloneRecord& record, Backend backend) {
-  BLKCLONE_ASSIGN_OR_RETURN(std::unique_ptr<PersistentMetadata> metadata,
-                            OpenRecordedMetadata(record, backend, Access::kReadOnly));
-  BLKCLONE_ASSIGN_OR_RETURN(AnyBlockDevice source, OpenDevice("source", record.table.source_device,
-                                                              backend, Access::kReadOnly));
-  BLKCLONE_ASSIGN_OR_RETURN(
-      AnyBlockDevice dest,
-      OpenDevice("destination", record.table.destination_device, backend, Access::kReadOnly));
-  const CloneGeometry& geometry = metadata->geometry();
-  if (source.info().size != geometry.source_size || dest.info().size < geometry.source_size)
-    return absl::FailedPreconditionError(absl::StrCat(
-        "clone ", record.name, ": the devices' sizes (source ", source.info().size,
-        " bytes, destination ", dest.info().size, " bytes) no longer match the clone's"));
-  return Devices{std::move(metadata), std::move(source), std::move(dest)};
+// Reads the source as background hydration copies from it: a failure is
+// retried after a delay that doubles from the first retry delay up to the
+// largest, until as many failures in a row as hydration allows.
+absl::Status ReadSource(const CloneRecord& record, AnyBlockDevice& source, uint64_t offset,
+                        std::span<std::byte> buffer) {
+  constexpr HydratorOptions kPolicy;
+  std::chrono::milliseconds delay = kPolicy.first_retry_delay;
+  for (uint32_t failures = 1;; ++failures) {
+    const absl::Status status = ReadAt(source, offset, buffer);
+    if (status.ok()) return status;
+    if (failures == kPolicy.max_consecutive_failures)
+      return absl::Status(
+          status.code(), absl::StrCat("source ", record.table.source_device, ": ", status.message(),
+                                      " (", failures, " failures in a row)"));
+    std::this_thread::sleep_for(delay);
+    delay = std::min(delay * 2, kPolicy.max_retry_delay);
+  }
 }
 
 }  // namespace
@@ -70,16 +70,19 @@ absl::StatusOr<Devices> OpenDevices(const CloneRecord& record, Backend backend) 
 absl::StatusOr<int> RunVerify(const ParsedArgs& args) {
   BLKCLONE_RETURN_IF_ERROR(ExpectPositional(args, 1, 1, "NAME"));
   BLKCLONE_ASSIGN_OR_RETURN(Backend backend, BackendFromArgs(args));
-  const StateDir dir = StateDir::FromArgs(args);
+  BLKCLONE_ASSIGN_OR_RETURN(const StateDir dir, StateDir::FromArgs(args));
   BLKCLONE_ASSIGN_OR_RETURN(CloneRecord record, dir.Load(args.positional[0]));
   BLKCLONE_ASSIGN_OR_RETURN(CloneLock lock, CloneLock::Acquire(dir, record.name, "verify"));
-  BLKCLONE_ASSIGN_OR_RETURN(Devices devices, OpenDevices(record, backend));
+  CloneDevices devices;
+  BLKCLONE_RETURN_IF_ERROR(
+      OpenClone(record, backend, Access::kReadOnly, CloneParts::kAll, devices));
+  AnyBlockDevice& source = *devices.source;
+  AnyBlockDevice& dest = *devices.destination;
   const RegionMap& map = devices.metadata->map();
   const CloneGeometry& geometry = devices.metadata->geometry();
   const uint64_t hydrated = map.CountSet();
   const uint64_t total = std::min(hydrated * geometry.region_size, geometry.source_size);
-  const size_t alignment =
-      std::max(devices.source.info().memory_alignment, devices.dest.info().memory_alignment);
+  const size_t alignment = std::max(source.info().memory_alignment, dest.info().memory_alignment);
   AlignedBuffer from_source(kChunk, alignment), from_dest(kChunk, alignment);
   Progress bar(absl::StrCat("verifying ", record.name));
   Differences differences;
@@ -90,8 +93,8 @@ absl::StatusOr<int> RunVerify(const ParsedArgs& args) {
     const uint64_t end = std::min(end_region * geometry.region_size, geometry.source_size);
     for (uint64_t offset = first * geometry.region_size; offset < end; offset += kChunk) {
       const uint64_t length = std::min(kChunk, end - offset);
-      BLKCLONE_RETURN_IF_ERROR(ReadAt(devices.source, offset, from_source.span(length)));
-      BLKCLONE_RETURN_IF_ERROR(ReadAt(devices.dest, offset, from_dest.span(length)));
+      BLKCLONE_RETURN_IF_ERROR(ReadSource(record, source, offset, from_source.span(length)));
+      BLKCLONE_RETURN_IF_ERROR(ReadAt(dest, offset, from_dest.span(length)));
       for (uint64_t at = 0; at < length; at += kSectorSize) {
         if (std::memcmp(from_source.data() + at, from_dest.data() + at, kSectorSize) != 0)
           differences.Add(offset + at, kSectorSize);

@@ -13,13 +13,17 @@ int ExitCode(const absl::Status& status) {
     case absl::StatusCode::kNotFound:
     case absl::StatusCode::kAlreadyExists:
     case absl::StatusCode::kOutOfRange:
-    case absl::StatusCode::kFailedPrecondition:
     case absl::StatusCode::kPermissionDenied:
     case absl::StatusCode::kUnimplemented:
       return kExitUsage;
     default:
       return kExitFailure;
   }
+}
+
+absl::Status AsFailure(absl::Status status) {
+  if (ExitCode(status) != kExitUsage) return status;
+  return absl::FailedPreconditionError(status.message());
 }
 
 CommandFn FindCommand(absl::string_view name) {

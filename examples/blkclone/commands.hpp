@@ -12,10 +12,16 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
 inline constexpr int kExitUsage = 2;
 
-// kExitUsage for errors in what was asked (arguments, files, sizes, names,
-// another clone's metadata): they are found before anything is written.
-// kExitFailure for the rest: I/O, a clone in use or not running, work undone.
+// kExitUsage for errors in what was asked (arguments, files, sizes, names, a
+// state directory that does not exist, create's devices): they are found
+// before anything is written. kExitFailure for the rest: a recorded clone or
+// its devices unusable as they are now (missing, changed, resized, in use,
+// damaged metadata), I/O, a clone not running, work undone.
 int ExitCode(const absl::Status& status);
+
+// `status`, with a code for kExitFailure if it had one for kExitUsage: for the
+// errors of opening what the command line rightly named.
+absl::Status AsFailure(absl::Status status);
 
 using CommandFn = absl::StatusOr<int> (*)(const ParsedArgs& args);
 

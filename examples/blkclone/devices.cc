@@ -1,9 +1,6 @@
-// Device opening for the CLI: existence and kind checks, then the backend.
+// Device opening for the CLI: the backend chosen, or the remote one a name calls for.
 #include "devices.hpp"
 
-#include <sys/stat.h>
-
-#include <cerrno>
 #include <filesystem>
 #include <utility>
 
@@ -27,26 +24,6 @@
 
 namespace blkclone::cli {
 namespace {
-
-// What identifies a file or block device, whatever path names it.
-std::string Identity(const struct stat& st) {
-  return S_ISBLK(st.st_mode) ? absl::StrCat("block ", st.st_rdev)
-                             : absl::StrCat("file ", st.st_dev, ":", st.st_ino);
-}
-
-// The file behind `path`, which must exist and be a regular file or block device.
-absl::StatusOr<struct stat> StatDevice(absl::string_view role, const std::string& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT)
-      return absl::NotFoundError(absl::StrCat(role, " ", path, ": does not exist"));
-    return ErrnoStatus(errno, absl::StrCat(role, " ", path, ": stat"));
-  }
-  if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-    return absl::InvalidArgumentError(
-        absl::StrCat(role, " ", path, ": neither a regular file nor a block device"));
-  return st;
-}
 
 constexpr std::pair<absl::string_view, Backend> kBackends[] = {
     {"file", Backend::kFile},
@@ -112,13 +89,14 @@ absl::StatusOr<AnyBlockDevice> OpenRbdImage(absl::string_view role, const std::s
                                             Access access) {
   BLKCLONE_ASSIGN_OR_RETURN(const RbdName name, WithRole(role, RbdName::Parse(path)));
 #ifdef BLKCLONE_HAVE_RBD
-  BLKCLONE_ASSIGN_OR_RETURN(const RbdImageSpec spec, WithRole(role, RbdImageSpec::Parse(name.image)));
+  BLKCLONE_ASSIGN_OR_RETURN(const RbdImageSpec spec,
+                            WithRole(role, RbdImageSpec::Parse(name.image)));
   RbdOptions options{.writable = access == Access::kReadWrite, .ceph_conf = name.ceph_conf};
   if (!name.client_id.empty()) options.client_id = name.client_id;
   return Wrap(role, RbdDevice::Open(spec, options));
 #else
-  return absl::UnimplementedError(absl::StrCat(
-      role, " ", path, ": RBD images need the rbd backend (librbd), not built in"));
+  return absl::UnimplementedError(
+      absl::StrCat(role, " ", path, ": RBD images need the rbd backend (librbd), not built in"));
 #endif
 }
 
@@ -146,7 +124,6 @@ absl::StatusOr<AnyBlockDevice> OpenDevice(absl::string_view role, const std::str
                                           Backend backend, Access access) {
   if (IsNbdUri(path)) return OpenNbdSource(role, path, access);
   if (IsRbdName(path)) return OpenRbdImage(role, path, access);
-  BLKCLONE_RETURN_IF_ERROR(StatDevice(role, path).status());
   const bool read_only = access == Access::kReadOnly;
   switch (backend) {
     case Backend::kFile:
@@ -162,36 +139,6 @@ absl::StatusOr<AnyBlockDevice> OpenDevice(absl::string_view role, const std::str
     default:
       return absl::UnimplementedError("--backend: not built in");
   }
-}
-
-absl::Status CheckDistinctDevices(const CloneTable& table) {
-  const std::pair<absl::string_view, const std::string*> devices[] = {
-      {"metadata device", &table.metadata_device},
-      {"destination", &table.destination_device},
-      {"source", &table.source_device}};
-  std::string identities[3];
-  for (int i = 0; i < 3; ++i) {
-    const std::string& path = *devices[i].second;
-    if (IsNbdUri(path)) {
-      if (i != 2)
-        return absl::InvalidArgumentError(
-            absl::StrCat(devices[i].first, " ", path, ": an NBD URI can only name the source"));
-      identities[i] = path;  // remote: cannot be one of the local devices
-    } else if (IsRbdName(path)) {
-      BLKCLONE_ASSIGN_OR_RETURN(const RbdName name, WithRole(devices[i].first, RbdName::Parse(path)));
-      identities[i] = absl::StrCat("rbd ", name.ceph_conf, " ", name.image);
-    } else {
-      BLKCLONE_ASSIGN_OR_RETURN(struct stat st, StatDevice(devices[i].first, path));
-      identities[i] = Identity(st);
-    }
-    for (int j = 0; j < i; ++j) {
-      if (identities[j] == identities[i])
-        return absl::InvalidArgumentError(absl::StrCat(devices[i].first, " ", *devices[i].second,
-                                                       ": the same device as the ",
-                                                       devices[j].first, " ", *devices[j].second));
-    }
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace blkclone::cli

@@ -32,14 +32,11 @@ bool IsRemoteName(absl::string_view path);
 // conf (as :conf=ABSOLUTE_PATH); kInvalidArgument if none is an rbd: name.
 absl::Status ApplyCephConf(const ParsedArgs& args, std::span<std::string* const> paths);
 
-// Opens a regular file or block device, or (with the nbd backend built in) a
-// read-only NBD source by URI, or (with the rbd backend) an RBD image by
-// rbd: name; `role` ("source", ...) starts every error.
+// Opens a regular file or block device (which OpenHeld checks and claims
+// first), or (with the nbd backend built in) a read-only NBD source by URI, or
+// (with the rbd backend) an RBD image by rbd: name; `role` ("source", ...)
+// starts every error.
 absl::StatusOr<AnyBlockDevice> OpenDevice(absl::string_view role, const std::string& path,
                                           Backend backend, Access access);
-
-// The three devices of a table are three different files or block devices
-// (a clone into its own source would overwrite it).
-absl::Status CheckDistinctDevices(const CloneTable& table);
 
 }  // namespace blkclone::cli

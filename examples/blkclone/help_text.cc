@@ -9,8 +9,8 @@ namespace {
 
 constexpr OptionDoc kStateDir = {
     "--state-dir", "DIR",
-    "Where clones are recorded (NAME.table, NAME.uuid, NAME.lock, NAME.sock). Default: "
-    "$BLKCLONE_STATE_DIR, else /var/lib/blkclone."};
+    "Where clones are recorded (see FILES); it must exist. Default: $BLKCLONE_STATE_DIR, else "
+    "/var/lib/blkclone."};
 constexpr OptionDoc kBackend = {
     "--backend", "NAME",
     "How devices are accessed: file (pread and pwrite; the default), direct (O_DIRECT, past the "
@@ -38,11 +38,13 @@ std::span<const CommandDoc> CommandDocs() {
        "\"0 LENGTH\" that dmsetup tables start with (LENGTH must be the source's size in "
        "512-byte sectors); see TABLE LINE. The second form says the same with options.\n\n"
        "Everything is checked before anything is written: that the three devices exist and are "
-       "three different files or block devices, that the destination is at least as large as "
+       "three different files or block devices (whatever paths name them), that the "
+       "destination is at least as large as "
        "the source, the region size (a power of two from 4 KiB to 1 GiB and a multiple of the "
        "devices' block sizes), and that the metadata device is large enough (the error says how "
        "large it must be). Then a blank metadata device is formatted and the normalised table "
-       "is recorded in STATE_DIR/NAME.table, with device paths made absolute.\n\n"
+       "is recorded in STATE_DIR/NAME.table, with device paths made absolute, and what "
+       "identifies each device in STATE_DIR/NAME.devices (see DEVICES).\n\n"
        "Metadata that already holds a clone of the same geometry is taken over, as dm-clone "
        "does, unless another recorded clone owns it. Metadata of another geometry, of a "
        "finished clone, with needs_check set, or a device holding anything but blkclone "
@@ -80,8 +82,8 @@ std::span<const CommandDoc> CommandDocs() {
        "SIGTERM or SIGINT stops the exports (an NBD server first answers the requests it "
        "received), commits the metadata, closes the clone and exits with status 0; so does "
        "unmounting DIR (umount DIR). Detach loop devices from DIR/disk before that. Only one "
-       "process runs a clone at a time: serve, hydrate, write, read, verify and finalize hold "
-       "the lock STATE_DIR/NAME.lock and refuse to start while another command holds it.",
+       "process runs a clone at a time: every command holds the clone's metadata device and "
+       "destination while it uses them (see DEVICES).",
        {{"--nbd", "unix:PATH|tcp:HOST:PORT",
          "Serve the clone over NBD on a Unix socket or TCP (tcp:PORT listens on 127.0.0.1 "
          "only; an IPv6 HOST goes in brackets)."},
@@ -129,7 +131,9 @@ std::span<const CommandDoc> CommandDocs() {
        "pace.\n\n"
        "The metadata is committed every second. SIGINT or SIGTERM commits it and exits with "
        "status 0; after that, or even after kill -9 or a crash, running hydrate again resumes "
-       "where it stopped, and data flushed before is kept.",
+       "where it stopped, and data flushed before is kept. Copy failures are retried with a "
+       "growing delay; when they persist, or a commit fails, hydrate commits what was copied "
+       "and exits with status 1 and one line saying why.",
        {kThreshold,
         kBatchSize,
         {"--rate-limit", "R",
@@ -153,8 +157,8 @@ std::span<const CommandDoc> CommandDocs() {
        "problem on its own line, naming the block and what is wrong, then harmless findings "
        "(such as traces of an interrupted commit, or one damaged copy whose twin holds the "
        "committed state) as lines starting with \"note: \". Exit status 0 when the metadata is "
-       "clean, 1 when problems were found: then read-write opens are refused until it is "
-       "repaired. Check metadata that no clone is using.",
+       "clean, 1 when problems were found (then read-write opens are refused until it is "
+       "repaired), when the device cannot be opened, or while a command holds it (see DEVICES).",
        {{"--clear-needs-check-flag", "",
          "When the check passes, clear the needs_check flag that detected damage sets; "
          "read-write opens are refused while it is set."},
@@ -177,7 +181,8 @@ std::span<const CommandDoc> CommandDocs() {
        "Compare the destination's hydrated regions with the source.",
        "Reads both devices directly, so the clone must not be running, and compares every "
        "region the committed metadata marks hydrated; regions not hydrated yet are skipped, as "
-       "the clone reads them from the source. Prints each range of bytes that differs and exits "
+       "the clone reads them from the source. Source read errors are retried as background "
+       "hydration retries copies. Prints each range of bytes that differs and exits "
        "with status 1 if there is any, 0 if every byte compared is equal. Regions written "
        "through the clone differ from the source by design. A progress bar is shown on a "
        "terminal.",
@@ -226,7 +231,23 @@ std::span<const SectionDoc> ManualSections() {
        "name is recorded as it is, so later commands reach the same cluster. Example, a "
        "golden image cloned to a local disk:\n\n"
        "  blkclone create vm1 --source rbd:rbd/golden@v2 --dest /dev/nvme0n1p2 --metadata "
-       "/dev/vg/meta --region-size 4M --ceph-conf /etc/ceph/prod.conf"},
+       "/dev/vg/meta --region-size 4M --ceph-conf /etc/ceph/prod.conf\n\n"
+       "create records what identifies each device, and every later command opens a device "
+       "only if its path still leads there: a regular file by its file system, inode and birth "
+       "time; a block device by the stable name the kernel gives its disk (WWID, serial, "
+       "device-mapper UUID, or a loop device's backing file) with its partition, else by its "
+       "device number and size; a remote device by its name. A path that has come to name "
+       "another device (a symlink or hard link to another file, a replaced or copied file, "
+       "/dev names that moved between disks at a reboot) is refused with exit status 1, naming "
+       "what changed; name disks by /dev/disk/by-id paths to keep them apart. So is a device "
+       "resized since create.\n\n"
+       "A command holds the metadata device and the destination of the clone it opens, and "
+       "check and dump their metadata device, until it exits: with an flock on a regular "
+       "file, with an flock and an exclusive open (O_EXCL) on a block device, which the "
+       "kernel refuses while it is mounted or claimed by another program. Any other command "
+       "that would open them, from any state directory, waits a second for a short-lived "
+       "holder, then fails with exit status 1 naming the device and the holder. The source is "
+       "only read and can be shared by several clones. Remote devices are not held."},
       {"TABLE LINE",
        "create takes dm-clone's table line:\n\n"
        "  clone <metadata dev> <destination dev> <source dev> <region size>\n"
@@ -270,23 +291,29 @@ std::span<const SectionDoc> ManualSections() {
        "  8 4/18 128 2048/8192 1 0 4 hydration_threshold 1 hydration_batch_size 1 rw"},
       {"EXIT STATUS",
        "  0  success\n"
-       "  1  the operation failed or found something: an I/O error, problems found by check,\n"
-       "     differences found by verify, finalize of a clone not fully hydrated, a clone\n"
-       "     held by another command, or not running for message\n"
+       "  1  the operation failed or found something: a recorded clone that cannot be\n"
+       "     opened as it was created (a device missing, unreadable, replaced, resized,\n"
+       "     of the wrong type or held by another command; its metadata blank, damaged,\n"
+       "     another clone's or finished), an I/O error, problems found by check,\n"
+       "     differences found by verify, finalize of a clone not fully hydrated, or\n"
+       "     not running for message\n"
        "  2  bad usage or input, found before anything was written: an unknown command,\n"
        "     option, feature or message, a wrong number of arguments, a bad number, a\n"
-       "     missing file, a size that does not fit, metadata of another clone, an unknown\n"
-       "     NAME\n\n"
+       "     missing file, an unknown NAME, a state directory that does not exist, or\n"
+       "     devices that create refuses (missing, too small, one device twice, holding\n"
+       "     another clone's metadata)\n\n"
        "Every error is one line on standard error: the command, the argument at fault and the "
        "problem, e.g. \"blkclone create: region size 3000: not a power of two\"."},
       {"FILES",
        "  STATE_DIR/NAME.table  the clone's normalised table line\n"
        "  STATE_DIR/NAME.uuid   the UUID of its metadata, which must match when it is opened\n"
+       "  STATE_DIR/NAME.devices\n"
+       "                        what identifies each device, as lines ROLE KEY VALUE\n"
        "  STATE_DIR/NAME.lock   held by the command running the clone; names it\n"
        "  STATE_DIR/NAME.sock   the control socket of serve and hydrate"},
       {"ENVIRONMENT",
        "BLKCLONE_STATE_DIR: the state directory when --state-dir is not given (default "
-       "/var/lib/blkclone)."},
+       "/var/lib/blkclone). It must exist: mkdir -p it first."},
       {"EXAMPLES",
        "  blkclone create vm1 --metadata meta.img --dest dest.img --source src.img \\\n"
        "      --region-size 64K\n"

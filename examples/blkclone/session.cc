@@ -4,23 +4,35 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "blkclone/internal/mutex.hpp"
 #include "blkclone/status.hpp"
-#include "recorded_metadata.hpp"
+#include "commands.hpp"
 
 namespace blkclone::cli {
 
-// Reports what an operator must hear about on stderr, one line each.
+// Reports what an operator must hear about on stderr, one line each; or, for
+// a command that these events end, keeps the mode change's cause for it.
 class Session::EventLog final : public CloneEvents {
  public:
-  EventLog(std::string prefix, std::string name)
-      : prefix_(std::move(prefix)), name_(std::move(name)) {}
+  EventLog(std::string prefix, std::string name, bool events_end_command)
+      : prefix_(std::move(prefix)), name_(std::move(name)), quiet_(events_end_command) {}
 
   void OnModeChange(CloneMode mode, const absl::Status& cause) override {
+    if (quiet_) {
+      internal::MutexLock lock(mu_);
+      if (mode_cause_.ok()) mode_cause_ = cause;
+      return;
+    }
     Log(absl::StrCat("metadata mode is now ", ModeName(mode), ": ", cause.message()));
   }
   void OnHydrationStopped(uint64_t region, const absl::Status& cause) override {
+    if (quiet_) return;  // HydrationProgress::stop_reason has it
     Log(absl::StrCat("background hydration stopped at region ", region, ": ", cause.message(),
                      " (blkclone message ", name_, " restart_hydration resumes it)"));
+  }
+  absl::Status mode_cause() const {
+    internal::MutexLock lock(mu_);
+    return mode_cause_;
   }
 
  private:
@@ -29,6 +41,9 @@ class Session::EventLog final : public CloneEvents {
   }
   const std::string prefix_;
   const std::string name_;
+  const bool quiet_;
+  mutable internal::Mutex mu_;
+  absl::Status mode_cause_ ABSL_GUARDED_BY(mu_);
 };
 
 HydratorOptions HydratorDefaults(const CloneTable& table) {
@@ -40,23 +55,18 @@ HydratorOptions HydratorDefaults(const CloneTable& table) {
 absl::StatusOr<std::unique_ptr<Session>> Session::Open(const CloneRecord& record,
                                                        const SessionOptions& options) {
   const CloneTable& table = record.table;
-  BLKCLONE_ASSIGN_OR_RETURN(std::unique_ptr<PersistentMetadata> metadata,
-                            OpenRecordedMetadata(record, options.backend, Access::kReadWrite));
-  if (metadata->finished())
+  CloneDevices devices;
+  BLKCLONE_RETURN_IF_ERROR(
+      OpenClone(record, options.backend, Access::kReadWrite, CloneParts::kAll, devices));
+  if (devices.metadata->finished())
     return absl::FailedPreconditionError(absl::StrCat("clone ", record.name, ": finished; use ",
                                                       table.destination_device, " directly"));
-  BLKCLONE_ASSIGN_OR_RETURN(AnyBlockDevice source, OpenDevice("source", table.source_device,
-                                                              options.backend, Access::kReadOnly));
-  BLKCLONE_ASSIGN_OR_RETURN(AnyBlockDevice dest, OpenDevice("destination", table.destination_device,
-                                                            options.backend, Access::kReadWrite));
-  BLKCLONE_RETURN_IF_ERROR(CheckTableLength(table, source.info().size));
-  auto session = std::unique_ptr<Session>(
-      new Session(record, options, std::move(source), std::move(dest), std::move(metadata)));
-  BLKCLONE_ASSIGN_OR_RETURN(
-      session->clone_,
-      CliClone::Create(
-          session->source_, session->dest_, session->copier_, *session->metadata_,
-          {.discard_passdown = !table.no_discard_passdown, .events = session->events_.get()}));
+  auto session = std::unique_ptr<Session>(new Session(record, options, std::move(devices)));
+  absl::StatusOr<std::unique_ptr<CliClone>> clone = CliClone::Create(
+      session->source_, session->dest_, session->copier_, *session->metadata_,
+      {.discard_passdown = !table.no_discard_passdown, .events = session->events_.get()});
+  if (!clone.ok()) return AsFailure(clone.status());
+  session->clone_ = *std::move(clone);
   const CloneGeometry& geometry = session->clone_->geometry();
   session->hydrated_bytes_at_open_ =
       std::min(session->metadata_->map().CountSet() * geometry.region_size, geometry.source_size);
@@ -71,20 +81,24 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(const CloneRecord& record
 // 16 MiB.
 constexpr BufferedCopierOptions kCopierOptions = {.chunk_size = 256 << 10, .max_in_flight = 64};
 
-Session::Session(CloneRecord record, const SessionOptions& options, AnyBlockDevice source,
-                 AnyBlockDevice dest, std::unique_ptr<PersistentMetadata> metadata)
+Session::Session(CloneRecord record, const SessionOptions& options, CloneDevices devices)
     : record_(std::move(record)),
-      source_(std::move(source)),
-      dest_(std::move(dest)),
-      metadata_(std::move(metadata)),
+      claims_(std::move(devices.claims)),
+      source_(*std::move(devices.source)),
+      dest_(*std::move(devices.destination)),
+      metadata_(std::move(devices.metadata)),
       limiter_(options.rate_limit),
       buffered_(source_, dest_, kCopierOptions),
       copier_(buffered_, limiter_),
-      events_(std::make_unique<EventLog>(options.log_prefix, record_.name)) {}
+      events_(std::make_unique<EventLog>(options.log_prefix, record_.name,
+                                         options.events_end_command)) {}
 
 Session::~Session() { (void)Close(); }
 
+absl::Status Session::ModeCause() const { return events_->mode_cause(); }
+
 absl::Status Session::Close() {
+  if (clone_ == nullptr) return absl::OkStatus();  // Open failed before the clone was made
   hydrator_->Disable();
   limiter_.SetRate(0);
   return clone_->Close();

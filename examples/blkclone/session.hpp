@@ -23,7 +23,7 @@
 #include "blkclone/paced_copier.hpp"
 #include "blkclone/persistent_metadata.hpp"
 #include "blkclone/rate_limiter.hpp"
-#include "devices.hpp"
+#include "clone_devices.hpp"
 #include "state.hpp"
 
 namespace blkclone::cli {
@@ -38,6 +38,10 @@ struct SessionOptions {
   uint64_t rate_limit = 0;   // bytes/s, 0 = unlimited
   // Events are reported on stderr after this prefix ("blkclone serve: ").
   std::string log_prefix;
+  // Background hydration stopping and a change of metadata mode end the
+  // command, which says why itself (hydrate), instead of being reported for
+  // an operator to act on while the command runs on (serve).
+  bool events_end_command = false;
 };
 
 // What the table's features and core arguments ask of background hydration.
@@ -45,8 +49,9 @@ HydratorOptions HydratorDefaults(const CloneTable& table);
 
 class Session {
  public:
-  // Opens `record`'s devices and metadata (refusing another clone's, and a
-  // finished clone) and starts the engine and the hydrator.
+  // Opens `record`'s devices and metadata (see OpenClone; refusing a finished
+  // clone too) and starts the engine and the hydrator. Errors call for exit
+  // status 1.
   static absl::StatusOr<std::unique_ptr<Session>> Open(const CloneRecord& record,
                                                        const SessionOptions& options);
   ~Session();
@@ -61,6 +66,8 @@ class Session {
   uint64_t hydrated_bytes_at_open() const { return hydrated_bytes_at_open_; }
   CloneStatus Status() const { return CollectStatus(*clone_, *hydrator_, limiter_); }
   void Apply(const ControlMessage& message) { ApplyMessage(message, *hydrator_, limiter_); }
+  // Why the metadata mode left rw, with events_end_command; OK until it does.
+  absl::Status ModeCause() const;
 
   // Stops background hydration, lifts the rate limit so that copies in flight
   // end quickly, waits for them, commits and closes the clone. Idempotent;
@@ -69,12 +76,13 @@ class Session {
 
  private:
   class EventLog;
-  Session(CloneRecord record, const SessionOptions& options, AnyBlockDevice source,
-          AnyBlockDevice dest, std::unique_ptr<PersistentMetadata> metadata);
+  Session(CloneRecord record, const SessionOptions& options, CloneDevices devices);
 
   // Declared in the order they are built; destroyed in reverse, so the
-  // hydrator goes after the clone is closed (see hydrator.hpp), as it must.
+  // hydrator goes after the clone is closed (see hydrator.hpp), as it must,
+  // and the devices' claims are released last.
   const CloneRecord record_;
+  std::vector<internal::UniqueFd> claims_;
   AnyBlockDevice source_;
   AnyBlockDevice dest_;
   std::unique_ptr<PersistentMetadata> metadata_;

@@ -6,15 +6,14 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
-#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "blkclone/status.hpp"
+#include "busy_grace.hpp"
 
 namespace blkclone::cli {
 namespace {
@@ -54,13 +53,20 @@ absl::Status WriteFileAtomically(const fs::path& path, absl::string_view content
 
 }  // namespace
 
-StateDir StateDir::FromArgs(const ParsedArgs& args) {
+absl::StatusOr<StateDir> StateDir::FromArgs(const ParsedArgs& args) {
   std::optional<std::string> dir = args.Get("--state-dir");
   if (!dir) {
     const char* env = std::getenv("BLKCLONE_STATE_DIR");
     dir = env != nullptr && *env != '\0' ? env : kDefaultStateDir;
   }
-  return StateDir(fs::absolute(*dir).lexically_normal());
+  fs::path path = fs::absolute(*dir).lexically_normal();
+  std::error_code error;
+  if (!fs::is_directory(path, error))
+    return absl::InvalidArgumentError(
+        absl::StrCat("state directory ", path.string(),
+                     fs::exists(path, error) ? ": not a directory"
+                                             : ": does not exist (make it with mkdir -p)"));
+  return StateDir(std::move(path));
 }
 
 fs::path StateDir::File(absl::string_view name, absl::string_view extension) const {
@@ -84,16 +90,23 @@ absl::StatusOr<CloneRecord> StateDir::Load(absl::string_view name) const {
   if (!uuid)
     return absl::FailedPreconditionError(
         absl::StrCat("clone ", name, ": ", uuid_path.string(), " is missing"));
+  const fs::path devices_path = File(name, "devices");
+  const std::optional<std::string> devices = ReadSmallFile(devices_path);
+  if (!devices)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "clone ", name, ": ", devices_path.string(),
+        " is missing, so its devices cannot be told from others (clones created by an older "
+        "blkclone lack it); remove ",
+        File(name, "*").string(), " and create ", name,
+        " again with the same devices, which takes over its metadata"));
+  absl::StatusOr<CloneIdentities> identities = CloneIdentities::Parse(*devices);
+  if (!identities.ok())
+    return absl::FailedPreconditionError(
+        absl::StrCat(devices_path.string(), ": ", identities.status().message()));
   return CloneRecord{.name = std::string(name),
                      .table = *std::move(table),
-                     .uuid = std::string(absl::StripAsciiWhitespace(*uuid))};
-}
-
-absl::Status StateDir::Create() const {
-  std::error_code error;
-  fs::create_directories(path_, error);
-  if (error) return ErrnoStatus(error.value(), absl::StrCat("state directory ", path_.string()));
-  return absl::OkStatus();
+                     .uuid = std::string(absl::StripAsciiWhitespace(*uuid)),
+                     .identities = *std::move(identities)};
 }
 
 absl::Status StateDir::CheckNew(absl::string_view name) const {
@@ -105,6 +118,8 @@ absl::Status StateDir::CheckNew(absl::string_view name) const {
 
 absl::Status StateDir::Save(const CloneRecord& record) const {
   BLKCLONE_RETURN_IF_ERROR(WriteFileAtomically(File(record.name, "uuid"), record.uuid + "\n"));
+  BLKCLONE_RETURN_IF_ERROR(
+      WriteFileAtomically(File(record.name, "devices"), record.identities.Format()));
   return WriteFileAtomically(File(record.name, "table"), FormatTable(record.table) + "\n");
 }
 
@@ -138,13 +153,10 @@ absl::StatusOr<CloneLock> CloneLock::Acquire(const StateDir& dir, absl::string_v
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoStatus(errno, absl::StrCat("open ", path.string()));
   CloneLock lock(fd);
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  BusyGrace grace;
   while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     if (errno != EWOULDBLOCK) return ErrnoStatus(errno, absl::StrCat("flock ", path.string()));
-    if (std::chrono::steady_clock::now() < give_up) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      continue;
-    }
+    if (grace.Wait()) continue;
     std::string holder(absl::StripAsciiWhitespace(ReadSmallFile(path).value_or("")));
     return absl::UnavailableError(absl::StrCat("clone ", name, ": in use by ",
                                                holder.empty() ? "another blkclone command" : holder,

@@ -1,6 +1,7 @@
 // The state directory: where `blkclone create` records a clone under its NAME
-// (NAME.table, NAME.uuid) so that later commands find it, plus the lock that
-// lets only one command run a clone at a time and the control socket's path.
+// (NAME.table, NAME.uuid, NAME.devices) so that later commands find it, plus
+// the lock that lets only one command of the directory run a clone at a time
+// (naming the holder) and the control socket's path.
 #pragma once
 
 #include <filesystem>
@@ -10,31 +11,33 @@
 #include "absl/status/statusor.h"
 #include "args.hpp"
 #include "blkclone/control.hpp"
+#include "device_identity.hpp"
 
 namespace blkclone::cli {
 
 // A recorded clone.
 struct CloneRecord {
   std::string name;
-  CloneTable table;  // normalised, with its length
-  std::string uuid;  // of its metadata
+  CloneTable table;            // normalised, with its length
+  std::string uuid;            // of its metadata
+  CloneIdentities identities;  // of its devices at create
 };
 
 class StateDir {
  public:
-  // --state-dir, else $BLKCLONE_STATE_DIR, else /var/lib/blkclone.
-  static StateDir FromArgs(const ParsedArgs& args);
+  // --state-dir, else $BLKCLONE_STATE_DIR, else /var/lib/blkclone; it must
+  // be an existing directory (kInvalidArgument), never made here.
+  static absl::StatusOr<StateDir> FromArgs(const ParsedArgs& args);
 
   const std::filesystem::path& path() const { return path_; }
   std::filesystem::path File(absl::string_view name, absl::string_view extension) const;
 
-  // kNotFound, naming the directory, for a NAME never created.
+  // kNotFound, naming the directory, for a NAME never created;
+  // kFailedPrecondition for a record that is damaged or incomplete.
   absl::StatusOr<CloneRecord> Load(absl::string_view name) const;
-  // Creates the directory (and its parents) if needed.
-  absl::Status Create() const;
   // kAlreadyExists if NAME is recorded.
   absl::Status CheckNew(absl::string_view name) const;
-  // Writes NAME.uuid, then NAME.table, each atomically.
+  // Writes NAME.uuid, NAME.devices, then NAME.table, each atomically.
   absl::Status Save(const CloneRecord& record) const;
   // The recorded clone whose metadata has `uuid`, if any.
   std::optional<std::string> FindByUuid(absl::string_view uuid) const;

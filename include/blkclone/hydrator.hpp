@@ -64,7 +64,7 @@ struct HydrationProgress {
   uint64_t hydrated_bytes = 0;
   uint64_t total_bytes = 0;
   double bytes_per_second = 0;        // copied over the last few seconds
-  std::optional<double> eta_seconds;  // unknown while nothing moves
+  std::optional<double> eta_seconds;  // only while hydration runs and moves
   bool enabled = false;
   bool complete = false;
   bool stopped = false;  // by repeated copy failures
@@ -135,7 +135,8 @@ class Hydrator final : public CloneListener {
     if (hydrated == geometry.region_count) p.hydrated_bytes = geometry.source_size;
     internal::MutexLock lock(mu_);
     p.bytes_per_second = RateLocked(Clock::now());
-    if (p.bytes_per_second > 0)
+    // No ETA while hydration does not run, whatever it copied lately.
+    if (p.bytes_per_second > 0 && enabled_ && !stopped_ && !completed_ && threshold_ > 0)
       p.eta_seconds = static_cast<double>(p.total_bytes - p.hydrated_bytes) / p.bytes_per_second;
     p.enabled = enabled_;
     p.complete = completed_;

@@ -69,8 +69,6 @@ cases=(
   "hydrate live --threshold 1 --threshold 2|--threshold: given twice"
   "finalize|expected NAME, got 0 arguments"
   "check|expected METADATA, got 0 arguments"
-  "check missing.img|metadata device missing.img: does not exist"
-  "check $WORK|metadata device $WORK: neither a regular file nor a block device"
   "dump meta.img --yaml|unknown option --yaml"
   "verify nosuch|clone nosuch: unknown"
   "write live 100 patch.bin|OFFSET 100: not a multiple of the clone's block size"
@@ -80,6 +78,9 @@ cases=(
   "read live 0|expected NAME OFFSET LENGTH [FILE], got 2 arguments"
   "read live 0 1000|LENGTH 1000: not a multiple of the clone's block size"
   "help nosuch|command nosuch: unknown"
+  "create x clone $m $d $s 8 --state-dir nosuch|state directory $WORK/nosuch: does not exist (make it with mkdir -p)"
+  "status live --state-dir nosuch|state directory $WORK/nosuch: does not exist"
+  "hydrate live --state-dir meta.img|state directory $WORK/meta.img: not a directory"
 )
 
 devices=(meta.img dst.img src.img "$m" "$d" "$s" small.img tiny.img data.img)
@@ -95,4 +96,5 @@ for entry in "${cases[@]}"; do
   sha256sum --quiet -c before.sha >/dev/null || fail "blkclone $args changed a device"
 done
 [ "$(ls state)" = "$state_before" ] || fail "state directory changed: $(ls state)"
+[ ! -e nosuch ] || fail "a state directory was made"
 echo "bad input: ok (${#cases[@]} cases)"

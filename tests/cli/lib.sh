@@ -1,11 +1,13 @@
 # Shared by the CLI tests, sourced with the blkclone binary as $1: a scratch
 # directory and a state directory that vanish on exit, background processes
-# that are killed on exit, and assertions that say what went wrong.
+# that are killed on exit, assertions that say what went wrong, and the
+# counting of cases that ran or were skipped.
 set -euo pipefail
 
 BLKCLONE=$1
 WORK=$(mktemp -d /var/tmp/blkclone-cli.XXXXXX)
 export BLKCLONE_STATE_DIR=$WORK/state
+mkdir "$BLKCLONE_STATE_DIR"
 BACKGROUND=()
 
 cleanup() {
@@ -23,18 +25,28 @@ fail() {
   exit 1
 }
 
-# Scripts made of cases that may each skip: skip_case REASON or case_ok after
-# each case, end_cases last, which exits 77 (skipped) when no case ran.
 CASES_RUN=0
-skip_case() {
-  echo "SKIP: $*"
-}
-case_ok() {
+CASES_SKIPPED=0
+
+# case_ran: one more case of the script ran to its end.
+case_ran() {
   CASES_RUN=$((CASES_RUN + 1))
-  echo "$*: ok"
 }
+
+# skip_case WHAT WHY: case WHAT cannot run here, for reason WHY.
+skip_case() {
+  echo "SKIP: $1: $2"
+  CASES_SKIPPED=$((CASES_SKIPPED + 1))
+}
+
+# end_cases TEST: says how many cases ran and were skipped; exits 77 (a skip
+# for ctest) when every case was skipped, so that nothing passes untested.
 end_cases() {
-  [ "$CASES_RUN" -gt 0 ] || { echo "SKIP: every case skipped"; exit 77; }
+  if [ "$CASES_RUN" = 0 ]; then
+    echo "$1: every case skipped ($CASES_SKIPPED)"
+    exit 77
+  fi
+  echo "$1: ok ($CASES_RUN cases ran, $CASES_SKIPPED skipped)"
 }
 
 # expect STATUS ARGS...: runs blkclone ARGS with stdout in ./out and stderr in
