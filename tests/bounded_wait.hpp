@@ -21,6 +21,7 @@
 #include <future>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 
 #include "blkclone/internal/mutex.hpp"
@@ -32,9 +33,12 @@ namespace blkclone::testing {
 inline constexpr std::chrono::seconds kWaitDeadline{30};
 
 // Polls `done` every millisecond until it holds or `deadline` passes; returns
-// whether it holds, for ASSERT_TRUE.
+// whether it holds, for ASSERT_TRUE. `done` returns a plain bool: a proxy such
+// as std::vector<bool>::reference would outlive the vector it points into.
 template <class Predicate>
 [[nodiscard]] bool WaitUntil(Predicate done, std::chrono::milliseconds deadline = kWaitDeadline) {
+  static_assert(std::is_same_v<std::invoke_result_t<Predicate&>, bool>,
+                "WaitUntil's predicate must return bool");
   const auto end = std::chrono::steady_clock::now() + deadline;
   while (!done()) {
     if (std::chrono::steady_clock::now() > end) return done();

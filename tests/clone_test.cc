@@ -402,7 +402,7 @@ TEST_F(CloneTest, DiscardIsCommittedByTheNextFlush) {
 TEST_F(CloneTest, PeriodicCommitPersistsChangesWithoutAFlush) {
   Reopen({.commit_interval = std::chrono::milliseconds(10)});
   ASSERT_TRUE(WriteAt(*clone_, kRegion, Bytes(512, std::byte{1})).ok());
-  EXPECT_TRUE(WaitUntil([&] { return metadata_->CommittedRegions()[1]; }));
+  EXPECT_TRUE(WaitUntil([&]() -> bool { return metadata_->CommittedRegions()[1]; }));
 }
 
 TEST_F(CloneTest, FlushedWritesSurviveACrashAndUnflushedHydrationsAreNotCommitted) {

@@ -9,7 +9,7 @@ source "$HERE/open_failures_lib.sh"
 run_kinds \
   "metadata missing|MC|rm meta.img|metadata device $WORK/meta.img: does not exist" \
   "metadata unreadable|MC|chmod 000 meta.img|metadata device $WORK/meta.img: Permission denied" \
-  "metadata shrunk|MC|truncate -s 12K meta.img|metadata device $WORK/meta.img is 12288 bytes, smaller than the 16384 bytes" \
+  "metadata shrunk|MC|truncate -s 12K meta.img|metadata device $WORK/meta.img is 12288 bytes, smaller than the 32768 bytes" \
   "metadata a directory|MC|rm meta.img; mkdir meta.img|metadata device $WORK/meta.img: neither a regular file nor a block device" \
-  "metadata blank|MC|dd if=/dev/zero of=meta.img bs=8K count=1 conv=notrunc status=none|metadata device $WORK/meta.img: blank"
+  "metadata blank|MC|dd if=/dev/zero of=meta.img bs=16K count=1 conv=notrunc status=none|metadata device $WORK/meta.img: blank"
 end_cases "metadata device failures"

@@ -7,13 +7,13 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/lib.sh"
 source "$HERE/open_failures_lib.sh"
 
-# damage_bitmap: region 0 hydrated, then both copies of the bitmap block that
-# records it (metadata blocks 2 and 3, see docs/metadata-format.md) fail their
-# checksum: whichever holds the committed version is damaged.
+# damage_bitmap: region 0 hydrated, then every copy of both versions of the
+# bitmap block that records it (metadata blocks 4 to 7, slots A1, A2, B1 and
+# B2; see docs/metadata-format.md) fails its checksum: the committed version
+# is lost in both of its copies.
 damage_bitmap() {
   "$BLKCLONE" write c 0 patch.bin >/dev/null
-  flip meta.img $((2 * 4096 + 100))
-  flip meta.img $((3 * 4096 + 100))
+  for block in 4 5 6 7; do flip meta.img $((block * 4096 + 100)); done
 }
 
 # set_needs_check: a read-write open finds the damage and sets needs_check.
