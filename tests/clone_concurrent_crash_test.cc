@@ -41,12 +41,6 @@
 #include "crash_state_checker.hpp"
 #include "gtest/gtest.h"
 
-// A failed commit hands one absl::Status to every request that waited for it,
-// on several threads; the last copy is freed in libabsl's UnrefNonInlined,
-// which is not built with TSan, so its atomic decrement goes unseen and the
-// free looks like a race with another thread's copy.
-extern "C" const char* __tsan_default_suppressions() { return "race:absl::*Status::Unref\n"; }
-
 namespace blkclone {
 namespace {
 
