@@ -108,7 +108,8 @@ absl::Status ValidateHeader(const StoredHeader& h, uint64_t device_size) {
           ") does not fit the device's ", device_blocks, " metadata blocks"));
   }
   std::array<uint64_t, kMaxSlots> starts = h.layout.slot_start;
-  std::sort(starts.begin(), starts.begin() + slots);
+  std::fill(starts.begin() + slots, starts.end(), UINT64_MAX);  // unused slots sort last
+  std::sort(starts.begin(), starts.end());
   for (int s = 1; s < slots; ++s) {
     if (n != 0 && starts[s] - starts[s - 1] < n)
       return absl::DataLossError(absl::StrCat("bitmap slot arrays at blocks ", starts[s - 1],

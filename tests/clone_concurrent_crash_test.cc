@@ -12,10 +12,11 @@
 // the reads returned during the run is checked too.
 //
 // A debug build replays over 10,000 states of concurrent workloads and over
-// 5,000 with faults (sanitizer builds sample fewer); BLKCLONE_CRASH_LONG=1
-// replays 100 times as many (docs/reliability.md).
+// 5,000 with faults (sanitizer builds sample fewer); BLKCLONE_CRASH_SCALE=N
+// replays N times as many (the long run in docs/reliability.md).
 // BLKCLONE_CRASH_SEED sets the first workload's seed; a rerun repeats its
 // requests, not the threads' interleaving.
+#include <algorithm>
 #include <atomic>
 #include <barrier>
 #include <chrono>
@@ -141,8 +142,8 @@ class CloneConcurrentCrashTest : public ::testing::Test {
   void Campaign(const std::vector<Fault>& faults, uint64_t target, const std::string& label) {
     const char* seed_env = std::getenv("BLKCLONE_CRASH_SEED");
     const uint64_t first_seed = seed_env != nullptr ? std::strtoull(seed_env, nullptr, 10) : 5000;
-    const bool long_mode = std::getenv("BLKCLONE_CRASH_LONG") != nullptr;
-    if (long_mode) target *= 100;
+    const char* scale_env = std::getenv("BLKCLONE_CRASH_SCALE");
+    if (scale_env != nullptr) target *= std::max<uint64_t>(1, std::strtoull(scale_env, nullptr, 10));
     if (testing::kReplayStride > 1) target /= 4 * testing::kReplayStride;  // a few workloads
     Tally tally;
     while ((tally.states < target || tally.workloads < faults.size()) && !HasFailure()) {
