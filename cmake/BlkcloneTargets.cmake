@@ -37,8 +37,13 @@ endfunction()
 # wrapped run, which also starts its server, after twice that).
 set(BLKCLONE_TEST_TIMEOUT 300)
 function(blkclone_add_test name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;WRAPPER" ${ARGN})
+  cmake_parse_arguments(ARG "USES_LIBFUSE" "" "SOURCES;DEPS;WRAPPER" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
+  # TSan's default options (tests/sanitizers/tsan_defaults.cc), except where
+  # libfuse's own threads run: they end inside an ignored call.
+  if(NOT ARG_USES_LIBFUSE)
+    target_sources(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests/sanitizers/tsan_defaults.cc)
+  endif()
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
   blkclone_target_warnings(${name})
   if(ARG_WRAPPER)
