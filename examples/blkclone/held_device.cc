@@ -25,10 +25,12 @@ namespace {
 
 using internal::UniqueFd;
 
-// A local device open for identification and claiming, not for I/O.
+// A local device open for identification and claiming, not for I/O; no
+// descriptor when a block device was busy.
 struct LocalFile {
   UniqueFd fd;
-  struct stat st;
+  struct stat st {};
+  bool busy() const { return !fd; }
 };
 
 bool SameFile(const struct stat& a, const struct stat& b) {
@@ -37,15 +39,16 @@ bool SameFile(const struct stat& a, const struct stat& b) {
 
 // `path` opened read-only (and, for an exclusive block device, with O_EXCL);
 // kNotFound when it is missing, kInvalidArgument when it is neither a regular
-// file nor a block device; nullopt while a block device is busy (EBUSY).
-absl::StatusOr<std::optional<LocalFile>> OpenLocal(absl::string_view role, const std::string& path,
+// file nor a block device; a busy() LocalFile while a block device is busy
+// (EBUSY).
+absl::StatusOr<LocalFile> OpenLocal(absl::string_view role, const std::string& path,
                                                    bool exclusive_block) {
   const int flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY | (exclusive_block ? O_EXCL : 0);
   UniqueFd fd(::open(path.c_str(), flags));
   if (!fd) {
     if (errno == ENOENT)
       return absl::NotFoundError(absl::StrCat(role, " ", path, ": does not exist"));
-    if (errno == EBUSY && exclusive_block) return std::nullopt;
+    if (errno == EBUSY && exclusive_block) return LocalFile{};
     return ErrnoStatus(errno, absl::StrCat(role, " ", path));
   }
   struct stat st;
@@ -101,18 +104,18 @@ absl::Status InUse(absl::string_view role, const std::string& path, const struct
 absl::StatusOr<LocalFile> ClaimLocal(absl::string_view role, const std::string& path, Hold hold) {
   BusyGrace grace;
   for (;;) {
-    BLKCLONE_ASSIGN_OR_RETURN(std::optional<LocalFile> file, OpenLocal(role, path, false));
-    if (hold == Hold::kShared) return *std::move(file);
-    const struct stat st = file->st;
+    BLKCLONE_ASSIGN_OR_RETURN(LocalFile file, OpenLocal(role, path, false));
+    if (hold == Hold::kShared) return file;
+    const struct stat st = file.st;
     if (S_ISBLK(st.st_mode)) {
       // A block device's claim is a second descriptor, opened with O_EXCL.
       BLKCLONE_ASSIGN_OR_RETURN(file, OpenLocal(role, path, true));
-      if (file && !SameFile(file->st, st))
+      if (!file.busy() && !SameFile(file.st, st))
         return absl::UnavailableError(
             absl::StrCat(role, " ", path, ": changed while being opened"));
     }
-    if (file && ::flock(file->fd.get(), LOCK_EX | LOCK_NB) == 0) return *std::move(file);
-    if (file && errno != EWOULDBLOCK)
+    if (!file.busy() && ::flock(file.fd.get(), LOCK_EX | LOCK_NB) == 0) return file;
+    if (!file.busy() && errno != EWOULDBLOCK)
       return ErrnoStatus(errno, absl::StrCat(role, " ", path, ": flock"));
     if (!grace.Wait()) return InUse(role, path, st);
   }
@@ -128,8 +131,8 @@ absl::StatusOr<DeviceIdentity> DistinctIdentity(absl::string_view role, const st
       return absl::Status(name.status().code(), absl::StrCat(role, ": ", name.status().message()));
     return DeviceIdentity::OfRemote(absl::StrCat("rbd ", name->ceph_conf, " ", name->image));
   }
-  BLKCLONE_ASSIGN_OR_RETURN(std::optional<LocalFile> file, OpenLocal(role, path, false));
-  return DeviceIdentity::Of(file->fd.get(), file->st);
+  BLKCLONE_ASSIGN_OR_RETURN(LocalFile file, OpenLocal(role, path, false));
+  return DeviceIdentity::Of(file.fd.get(), file.st);
 }
 
 }  // namespace
