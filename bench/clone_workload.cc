@@ -143,7 +143,8 @@ absl::StatusOr<std::unique_ptr<PersistentMetadata>> OpenMetadata(const CloneGeom
     if (!written) return ErrnoStatus(saved_errno, "write blank metadata", 0, size);
   }
   BLKCLONE_ASSIGN_OR_RETURN(std::unique_ptr<FileDevice> device, FileDevice::Open(path, {}));
-  return PersistentMetadata::Open(AnyBlockDevice(std::move(device)), geometry);
+  return PersistentMetadata::Open(AnyBlockDevice(std::move(device)), geometry,
+                                  {.format_if_blank = true});
 }
 
 template <class CloneT>

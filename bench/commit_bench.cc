@@ -16,7 +16,8 @@ void BM_Commit(benchmark::State& state) {
                                .region_size = 4096, .region_count = regions};
   const uint64_t size = (PersistentMetadata::RequiredSize(geometry) + 4095) / 4096 * 4096;
   auto device = *MemoryDevice::Create({.size = size});
-  auto metadata = *PersistentMetadata::Open(AnyBlockDevice::Borrow(*device), geometry);
+  auto metadata = *PersistentMetadata::Open(AnyBlockDevice::Borrow(*device), geometry,
+                                            {.format_if_blank = true});
   uint64_t next = 0;
   for (auto _ : state) {
     state.PauseTiming();

@@ -353,6 +353,10 @@ absl::Status PersistentMetadata::SetFinished() {
     internal::MutexLock lock(mu_);
     next = header_;
   }
+  if (const RegionMap& regions = map(); !regions.AllSet())
+    return absl::FailedPreconditionError(
+        absl::StrCat("not fully hydrated: ", regions.size() - regions.CountSet(), " of ",
+                     regions.size(), " regions remain"));
   next.compat_features |= kFeatureFinished;
   return Commit(std::move(next), /*always=*/true);
 }

@@ -183,7 +183,8 @@ class CloneConcurrentCrashTest : public ::testing::Test {
       Recorded dest_recorded(dest_delayed, &clock), meta_recorded(meta_delayed, &clock);
       Faulty dest(dest_recorded), meta(meta_recorded);
       InjectFault(fault, rng, dest, meta);
-      auto metadata = PersistentMetadata::Open(AnyBlockDevice::Borrow(meta), bench_.geometry);
+      auto metadata = PersistentMetadata::Open(AnyBlockDevice::Borrow(meta), bench_.geometry,
+                                               {.format_if_blank = true});
       if (!metadata.ok()) {
         ADD_FAILURE() << metadata.status();
         return;

@@ -55,7 +55,8 @@ class CloneCrashTest : public ::testing::Test {
     Dest dest(*dest_memory, &clock);
     std::vector<UserOp> ops;
     {
-      auto metadata = *PersistentMetadata::Open(AnyBlockDevice::Borrow(meta), bench_.geometry);
+      auto metadata = *PersistentMetadata::Open(AnyBlockDevice::Borrow(meta), bench_.geometry,
+                                                 {.format_if_blank = true});
       BufferedCopier<Guard, Dest> copier(bench_.source, dest, {.chunk_size = 4096});
       auto clone = *RecordedClone::Create(bench_.source, dest, copier, *metadata,
                                           {.commit_interval = std::chrono::milliseconds(1)});

@@ -225,7 +225,8 @@ CrashBench::Devices CrashBench::NewDevices(uint64_t seed) const {
   Devices devices{.meta = *MemoryDevice::Create({.size = meta_size}),
                   .dest = *MemoryDevice::Create({.size = geometry.source_size})};
   devices.dest->Fill(0, RandomBytes(geometry.source_size, static_cast<uint32_t>(seed + 77)));
-  auto formatted = PersistentMetadata::Open(AnyBlockDevice::Borrow(*devices.meta), geometry);
+  auto formatted = PersistentMetadata::Open(AnyBlockDevice::Borrow(*devices.meta), geometry,
+                                            {.format_if_blank = true});
   EXPECT_TRUE(formatted.ok()) << formatted.status();
   return devices;
 }

@@ -52,7 +52,7 @@ inline std::unique_ptr<MemoryDevice> DeviceWith(const std::vector<std::byte>& im
 
 template <class D>
 absl::StatusOr<std::unique_ptr<PersistentMetadata>> OpenOn(D& device, const CloneGeometry& geometry,
-                                                           MetadataOpenOptions options = {}) {
+                                                           MetadataOpenOptions options = {.format_if_blank = true}) {
   return PersistentMetadata::Open(AnyBlockDevice::Borrow(device), geometry, options);
 }
 

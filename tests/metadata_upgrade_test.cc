@@ -44,7 +44,7 @@ struct Format1 {
 // Format 1 metadata on a device of `size` bytes with two commits, blocks 0 and 2 hydrated in part.
 Format1 MakeFormat1(uint64_t size) {
   Format1 f{.device = NewDevice(size), .words = {}};
-  auto meta = OpenOn(*f.device, kGeometry, {.format_version = 1});
+  auto meta = OpenOn(*f.device, kGeometry, {.format_if_blank = true, .format_version = 1});
   Commit(**meta, {{0, 3}, {2 * kR + 1, 1}});
   Commit(**meta, {{100, 7}});
   f.words = WordsOf((*meta)->map());

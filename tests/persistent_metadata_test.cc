@@ -270,7 +270,7 @@ TEST(PersistentMetadataTest, FormatGivesEachMetadataItsOwnUuid) {
 TEST(PersistentMetadataTest, ReadHeaderReportsTheStoredGeometryAndUuid) {
   auto device = NewDevice(kGeometry);
   const Uuid uuid{{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}};
-  ASSERT_TRUE(OpenOn(*device, kGeometry, {.format_uuid = uuid}).ok());
+  ASSERT_TRUE(OpenOn(*device, kGeometry, {.format_if_blank = true, .format_uuid = uuid}).ok());
   const StoredHeader header = HeaderOf(*device);
   EXPECT_EQ(header.geometry, kGeometry);
   EXPECT_EQ(header.uuid, uuid);
@@ -522,6 +522,8 @@ TEST(PersistentMetadataTest, SetFinishedCommitsTheFlag) {
     auto meta = OpenOn(*device, kGeometry);
     ASSERT_TRUE(meta.ok());
     EXPECT_FALSE((*meta)->finished());
+    EXPECT_EQ((*meta)->SetFinished().code(), absl::StatusCode::kFailedPrecondition);
+    Commit(**meta, {{0, kGeometry.region_count}});
     ASSERT_TRUE((*meta)->SetFinished().ok());
     EXPECT_TRUE((*meta)->finished());
   }

@@ -8,9 +8,9 @@
 #include <filesystem>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "blkclone/clone_geometry.hpp"
-#include "blkclone/persistent_metadata.hpp"
+#include "blkclone/clone_session.hpp"
 #include "blkclone/status.hpp"
 #include "commands.hpp"
 #include "devices.hpp"
@@ -79,34 +79,28 @@ absl::Status MakePathsAbsolute(CloneTable& table) {
   return absl::OkStatus();
 }
 
-// The metadata device holds the map of `geometry`; else the error says what it needs.
-absl::Status CheckMetadataSize(const std::string& path, uint64_t size,
-                               const CloneGeometry& geometry) {
-  const uint64_t required = PersistentMetadata::RequiredSize(geometry);
-  if (size >= required) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "metadata device ", path, ": ", size, " bytes is too small; ", geometry.region_count,
-      " regions need at least ", required, " bytes (", HumanBytes(required), ")"));
+// A library error that starts with a device's role ("metadata device: ...")
+// names the device's path too.
+absl::Status NamePath(const CloneTable& table, const absl::Status& status) {
+  for (auto [role, path] : {std::pair{"metadata device", &table.metadata_device},
+                            std::pair{"destination", &table.destination_device},
+                            std::pair{"source", &table.source_device}}) {
+    const std::string prefix = absl::StrCat(role, ": ");
+    if (absl::StartsWith(status.message(), prefix))
+      return absl::Status(status.code(), absl::StrCat(role, " ", *path, ": ",
+                                                      status.message().substr(prefix.size())));
+  }
+  return status;
 }
 
-// Existing metadata is taken over only if it could be this clone's.
-absl::Status CheckReusable(const StateDir& dir, const std::string& path, const StoredHeader& header,
-                           const CloneGeometry& geometry) {
-  auto refuse = [&](absl::string_view problem) {
-    return absl::InvalidArgumentError(absl::StrCat("metadata device ", path, ": ", problem));
-  };
+// Metadata that a clone of this state directory has is never taken over.
+absl::Status CheckUnowned(const StateDir& dir, const std::string& path, AnyBlockDevice& meta) {
+  BLKCLONE_ASSIGN_OR_RETURN(const StoredHeader header, PersistentMetadata::ReadHeader(meta));
   const std::string uuid = header.uuid.ToString();
-  const CloneGeometry& stored = header.geometry;
-  if (!(stored == geometry))
-    return refuse(absl::StrCat("holds the metadata of another clone (uuid ", uuid, ": source ",
-                               stored.source_size, " bytes, destination ", stored.dest_size,
-                               " bytes, region ", stored.region_size,
-                               " bytes); zero its first 16 KiB to reuse the device"));
-  if (header.finished()) return refuse(absl::StrCat("holds a finished clone (uuid ", uuid, ")"));
-  if (header.needs_check)
-    return refuse(absl::StrCat("needs_check is set; run blkclone check ", path));
   if (std::optional<std::string> owner = dir.FindByUuid(uuid))
-    return refuse(absl::StrCat("holds the metadata of clone ", *owner, " (uuid ", uuid, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("metadata device ", path,
+                                                   ": holds the metadata of clone ", *owner,
+                                                   " (uuid ", uuid, ")"));
   return absl::OkStatus();
 }
 
@@ -135,41 +129,41 @@ absl::StatusOr<int> RunCreate(const ParsedArgs& args) {
   BLKCLONE_ASSIGN_OR_RETURN(HeldDevice source, OpenHeld("source", table.source_device, backend,
                                                         Access::kReadOnly, Hold::kShared));
   BLKCLONE_RETURN_IF_ERROR(CheckTableLength(table, source.device.info().size));
-  BLKCLONE_ASSIGN_OR_RETURN(
-      CloneGeometry geometry,
-      MakeCloneGeometry(source.device.info(), dest.device.info(), table.region_size()));
-  BLKCLONE_RETURN_IF_ERROR(
-      CheckMetadataSize(table.metadata_device, meta.device.info().size, geometry));
-  absl::StatusOr<StoredHeader> header = PersistentMetadata::ReadHeader(meta.device);
-  if (header.ok()) {
-    BLKCLONE_RETURN_IF_ERROR(CheckReusable(dir, table.metadata_device, *header, geometry));
-  } else if (!absl::IsNotFound(header.status())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("metadata device ", table.metadata_device, ": ", header.status().message()));
-  }
+  SessionDevices devices = {.source = std::move(source.device),
+                            .destination = std::move(dest.device),
+                            .metadata = std::move(meta.device)};
+  const absl::StatusOr<MetadataOrigin> checked =
+      CloneSession::CheckCreate(devices, table.region_size());
+  if (!checked.ok()) return NamePath(table, checked.status());
+  if (*checked == MetadataOrigin::kTakenOver)
+    BLKCLONE_RETURN_IF_ERROR(CheckUnowned(dir, table.metadata_device, devices.metadata));
 
   // Checked again under the lock, which a failed create does not leave behind.
   BLKCLONE_ASSIGN_OR_RETURN(CloneLock lock, CloneLock::Acquire(dir, name, "create"));
   BLKCLONE_RETURN_IF_ERROR(dir.CheckNew(name));
-  BLKCLONE_ASSIGN_OR_RETURN(std::unique_ptr<PersistentMetadata> metadata,
-                            PersistentMetadata::Open(std::move(meta.device), geometry));
+  const CloneIdentities identities = {
+      .metadata = meta.identity, .destination = dest.identity, .source = source.identity};
+  absl::StatusOr<std::unique_ptr<CloneSession>> created = CloneSession::Create(
+      std::move(devices), table.region_size(), {.hydration = {.start_enabled = false}});
+  if (!created.ok()) return NamePath(table, created.status());
+  CloneSession& session = **created;
+  BLKCLONE_RETURN_IF_ERROR(session.Close());
+  const CloneGeometry& geometry = session.metadata().geometry();
   table.length_sectors = geometry.source_size / kSectorSize;
-  const CloneRecord record{
-      .name = name,
-      .table = table,
-      .uuid = metadata->uuid().ToString(),
-      .identities = {
-          .metadata = meta.identity, .destination = dest.identity, .source = source.identity}};
+  const CloneRecord record{.name = name,
+                           .table = table,
+                           .uuid = session.metadata().uuid().ToString(),
+                           .identities = identities};
   BLKCLONE_RETURN_IF_ERROR(dir.Save(record));
   std::printf("created clone %s: %s source, %llu regions of %s\n", name.c_str(),
               HumanBytes(geometry.source_size).c_str(),
               static_cast<unsigned long long>(geometry.region_count),
               HumanBytes(geometry.region_size).c_str());
   std::printf("  table:    %s\n", FormatTable(table).c_str());
-  if (header.ok()) {
+  if (session.origin() == MetadataOrigin::kTakenOver) {
     std::printf("  metadata: took over %s (uuid %s, %llu regions hydrated)\n",
                 table.metadata_device.c_str(), record.uuid.c_str(),
-                static_cast<unsigned long long>(metadata->map().CountSet()));
+                static_cast<unsigned long long>(session.metadata().map().CountSet()));
   } else {
     std::printf("  metadata: formatted %s (uuid %s)\n", table.metadata_device.c_str(),
                 record.uuid.c_str());

@@ -1,10 +1,10 @@
-// blkclone finalize: once every region is hydrated, set the metadata's
-// finished flag and hand the destination over.
+// blkclone finalize: once every region is hydrated, record the clone as
+// finished (CloneSession::Finalize) and hand the destination over.
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "blkclone/clone_session.hpp"
 #include "blkclone/status.hpp"
-#include "blkclone/sync_io.hpp"
 #include "clone_devices.hpp"
 #include "commands.hpp"
 
@@ -38,15 +38,12 @@ absl::StatusOr<int> RunFinalize(const ParsedArgs& args) {
   }
   BLKCLONE_RETURN_IF_ERROR(
       OpenClone(record, backend, Access::kReadWrite, CloneParts::kMetadataAndDestination, devices));
-  const CloneGeometry& geometry = metadata.geometry();
-  const uint64_t remaining = geometry.region_count - metadata.map().CountSet();
-  if (remaining > 0)
-    return absl::UnavailableError(absl::StrCat(
-        "clone ", record.name, ": not fully hydrated: ", remaining, " of ", geometry.region_count,
-        " regions remain; run blkclone hydrate ", record.name, " first"));
-  // The flag must not be committed before the data it vouches for is durable.
-  BLKCLONE_RETURN_IF_ERROR(Flush(*devices.destination));
-  BLKCLONE_RETURN_IF_ERROR(metadata.SetFinished());
+  if (absl::Status finalized = CloneSession::Finalize(metadata, *devices.destination);
+      !finalized.ok()) {
+    if (!absl::IsFailedPrecondition(finalized)) return finalized;
+    return absl::UnavailableError(absl::StrCat("clone ", record.name, ": ", finalized.message(),
+                                               "; run blkclone hydrate ", record.name, " first"));
+  }
   PrintHandOver(record);
   return kExitOk;
 }

@@ -32,18 +32,13 @@ absl::StatusOr<SessionOptions> Options(const ParsedArgs& args, const CloneRecord
   return options;
 }
 
-// Why hydration cannot go on, if it cannot: the one line the command ends with.
-absl::Status Blocked(Session& session, const HydrationProgress& progress) {
-  const std::string& name = session.record().name;
-  if (progress.stopped)
-    return absl::UnavailableError(absl::StrCat(
-        "clone ", name, ": hydration stopped after repeated copy failures: ",
-        progress.stop_reason.message(), "; run blkclone hydrate ", name, " again to resume"));
-  if (const CloneMode mode = session.clone().mode(); mode != CloneMode::kReadWrite)
-    return absl::InternalError(
-        absl::StrCat("clone ", name, ": the metadata mode is ", ModeName(mode),
-                     " after a failed commit: ", session.ModeCause().message()));
-  return absl::OkStatus();
+// The one line a hydration that cannot go on ends with.
+absl::Status Blocked(const std::string& name, const absl::Status& why) {
+  if (absl::IsUnavailable(why))
+    return absl::UnavailableError(absl::StrCat("clone ", name, ": ", why.message(),
+                                               "; run blkclone hydrate ", name,
+                                               " again to resume"));
+  return absl::Status(why.code(), absl::StrCat("clone ", name, ": ", why.message()));
 }
 
 }  // namespace
@@ -61,20 +56,17 @@ absl::StatusOr<int> RunHydrate(const ParsedArgs& args) {
                             ControlServer::Start(dir.File(record.name, "sock"), *session));
   Progress bar(absl::StrCat("hydrating ", record.name));
   int signal = 0;
-  absl::Status blocked;
-  HydrationProgress progress = session->progress();
-  while (!progress.complete && signal == 0 && blocked.ok()) {
-    bar.Update(progress.hydrated_bytes, progress.total_bytes, progress.bytes_per_second,
-               progress.eta_seconds);
-    signal = signals.Wait(std::chrono::milliseconds(100));
-    progress = session->progress();
-    blocked = Blocked(*session, progress);
-  }
+  const absl::Status hydrated =
+      session->clone_session().HydrateAll([&](const HydrationProgress& now) {
+        bar.Update(now.hydrated_bytes, now.total_bytes, now.bytes_per_second, now.eta_seconds);
+        signal = signals.Wait(std::chrono::milliseconds(0));
+        return signal == 0;
+      });
   server.reset();
   const absl::Status closed = session->Close();
-  progress = session->progress();
+  const HydrationProgress progress = session->progress();
   bar.Finish(progress.hydrated_bytes, progress.total_bytes);
-  BLKCLONE_RETURN_IF_ERROR(blocked);
+  if (!hydrated.ok() && !absl::IsCancelled(hydrated)) return Blocked(record.name, hydrated);
   BLKCLONE_RETURN_IF_ERROR(closed);
   if (progress.hydrated_regions < progress.total_regions) {
     std::printf(
@@ -88,7 +80,7 @@ absl::StatusOr<int> RunHydrate(const ParsedArgs& args) {
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const uint64_t copied = progress.hydrated_bytes - session->hydrated_bytes_at_open();
+  const uint64_t copied = progress.hydrated_bytes - session->clone_session().hydrated_bytes_at_open();
   std::printf("hydrated clone %s: %s copied in %.1f s (%s/s); all %llu regions hydrated\n",
               record.name.c_str(), HumanBytes(copied).c_str(), seconds,
               HumanBytes(static_cast<uint64_t>(copied / std::max(seconds, 0.001))).c_str(),

@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "blkclone/status.hpp"
 #include "clone_devices.hpp"
+#include "session.hpp"
 #include "commands.hpp"
 #include "control_client.hpp"
 #include "state.hpp"
@@ -20,18 +21,8 @@ absl::StatusOr<CloneStatus> OfflineStatus(const StateDir& dir, const CloneRecord
   CloneDevices devices;
   BLKCLONE_RETURN_IF_ERROR(
       OpenClone(record, Backend::kFile, Access::kReadOnly, CloneParts::kMetadata, devices));
-  const PersistentMetadata* metadata = devices.metadata.get();
-  const CloneGeometry& geometry = metadata->geometry();
-  return CloneStatus{.active = false,
-                     .metadata = metadata->usage(),
-                     .region_size = geometry.region_size,
-                     .source_size = geometry.source_size,
-                     .hydrated_regions = metadata->map().CountSet(),
-                     .total_regions = geometry.region_count,
-                     .hydration_enabled = !record.table.no_hydration,
-                     .discard_passdown = !record.table.no_discard_passdown,
-                     .hydration_threshold = record.table.hydration_threshold,
-                     .hydration_batch_size = record.table.hydration_batch_size};
+  return CloneSession::OfflineStatus(*devices.metadata, HydratorDefaults(record.table),
+                                     !record.table.no_discard_passdown);
 }
 
 // `status` in the form a request asks for: dm, json or human.

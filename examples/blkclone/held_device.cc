@@ -18,7 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "blkclone/status.hpp"
 #include "busy_grace.hpp"
-#include "rbd_name.hpp"
+#include "blkclone/rbd_name.hpp"
 
 namespace blkclone::cli {
 namespace {

@@ -60,12 +60,15 @@ struct CloneOptions {
 template <BlockDevice Source, BlockDevice Dest, Copier CopierT>
 class Clone {
  public:
-  // Checks that the devices match the metadata's geometry and that the
-  // region size suits both devices; the devices, copier and metadata must
+  // Checks that the metadata is not a finished clone's, that the devices
+  // match its geometry and that the region size suits both devices; the devices, copier and metadata must
   // outlive the clone.
   static absl::StatusOr<std::unique_ptr<Clone>> Create(Source& source, Dest& dest,
                                                        CopierT& copier, Metadata& metadata,
                                                        const CloneOptions& options) {
+    if (metadata.finished())
+      return absl::FailedPreconditionError(
+          "the metadata records a finished clone: its destination is to be used directly");
     const CloneGeometry& g = metadata.geometry();
     BLKCLONE_ASSIGN_OR_RETURN(CloneGeometry expected,
                               MakeCloneGeometry(source.info(), dest.info(), g.region_size));

@@ -57,6 +57,9 @@ class Metadata {
   [[nodiscard]] virtual absl::Status ReloadCommitted() = 0;
   // Space use for the status line.
   virtual MetadataUsage usage() const = 0;
+  // Whether the clone was finished: its destination replaced it, and no
+  // clone may run on this metadata again.
+  virtual bool finished() const { return false; }
   // Frees the in-core map's words once every region is hydrated (see
   // RegionMap::ReleaseIfComplete). The caller guarantees that nothing else
   // reads the map meanwhile; the engine calls it when no request is in flight.

@@ -86,8 +86,9 @@ struct StoredHeader {
 // Outside PersistentMetadata so that its defaults can serve as a default argument there.
 struct MetadataOpenOptions {
   bool read_only = false;
-  // A device whose two superblock slots are all zeroes is formatted.
-  bool format_if_blank = true;
+  // A device whose two superblock slots are all zeroes is formatted; else it
+  // is kNotFound. Only a clone's creation formats.
+  bool format_if_blank = false;
   // The UUID a format gives the metadata; random when unset. For reproducible images.
   std::optional<Uuid> format_uuid = std::nullopt;
   // The format version a format writes and a read-write open upgrades older
@@ -139,8 +140,9 @@ class PersistentMetadata final : public Metadata {
 
   // Commits the finished flag together with whatever is sealed, so like
   // CommitSealed it must follow the destination flush after the last Seal().
+  // kFailedPrecondition, changing nothing, unless every region is hydrated.
   [[nodiscard]] absl::Status SetFinished();
-  bool finished() const;
+  bool finished() const override;
   Uuid uuid() const;
   // Generation of the last complete commit.
   uint64_t generation() const;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Deliberate bugs, one per .patch here: each is applied to a scratch copy of
-# the tree, which is built (debug preset) and whose crash, model and faults
-# tests are run; prints the table "mutation | tests that go red". The
+# the tree, which is built (debug preset) and whose crash, model, faults and
+# session tests are run; prints the table "mutation | tests that go red". The
 # unpatched copy runs first and must be all green. A mutation that no test
 # catches is a gap in the tests.
 #
@@ -15,7 +15,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(git -C "$here" rev-parse --show-toplevel)
 scratch=${BLKCLONE_MUTATION_DIR:-$root/build/mutations}
 limit=${BLKCLONE_MUTATION_TIMEOUT:-900}
-tests=(clone_crash_test clone_concurrent_crash_test clone_model_test clone_faults_test)
+tests=(clone_crash_test clone_concurrent_crash_test clone_model_test clone_faults_test
+       clone_session_test)
 export CMAKE_CXX_COMPILER_LAUNCHER=ccache CMAKE_C_COMPILER_LAUNCHER=ccache
 export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$(dirname "$root")} CCACHE_NOHASHDIR=1
 

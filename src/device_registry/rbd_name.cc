@@ -1,5 +1,5 @@
 // Parsing and printing of rbd: names.
-#include "rbd_name.hpp"
+#include "blkclone/rbd_name.hpp"
 
 #include <vector>
 
@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
-namespace blkclone::cli {
+namespace blkclone {
 namespace {
 constexpr absl::string_view kPrefix = "rbd:";
 }  // namespace
@@ -41,4 +41,4 @@ std::string RbdName::ToString() const {
                       client_id.empty() ? "" : ":id=", client_id);
 }
 
-}  // namespace blkclone::cli
+}  // namespace blkclone

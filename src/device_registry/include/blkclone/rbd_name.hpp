@@ -7,7 +7,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace blkclone::cli {
+namespace blkclone {
 
 struct RbdName {
   std::string image = "";      // POOL/[NAMESPACE/]IMAGE[@SNAPSHOT], checked when opened
@@ -22,4 +22,4 @@ struct RbdName {
 // Whether `path` starts with "rbd:".
 bool IsRbdName(absl::string_view path);
 
-}  // namespace blkclone::cli
+}  // namespace blkclone
