@@ -100,8 +100,12 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorCase{"clone /m /d /s -8", "region size -8: not a number"},
         ErrorCase{"clone /m /d /s 0", "region size 0: must be at least 1"},
         ErrorCase{"clone /m /d /s 3000", "region size 3000: not a power of two"},
-        ErrorCase{"clone /m /d /s 4", "region size 4: less than 8 sectors (4 KiB)"},
-        ErrorCase{"clone /m /d /s 4194304", "region size 4194304: more than 2097152 sectors"},
+        ErrorCase{"clone /m /d /s 4", "region size 4: less than 4 KiB"},
+        ErrorCase{"clone /m /d /s 4194304", "region size 4194304: more than 1 GiB"},
+        ErrorCase{"clone /m /d /s 36028797018963968",  // 2^55 sectors: 2^64 bytes
+                  "region size 36028797018963968: more than 1 GiB"},
+        ErrorCase{"clone /m /d /s 36028797018963969",
+                  "region size 36028797018963969: not a power of two"},
         ErrorCase{"clone /m /d /s 99999999999999999999",
                   "region size 99999999999999999999: too "
                   "large"},
