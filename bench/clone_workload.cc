@@ -43,12 +43,12 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "blkclone/aligned_buffer.hpp"
 #include "blkclone/any_block_device.hpp"
 #include "blkclone/clone.hpp"
 #include "blkclone/copy_file_range_copier.hpp"
 #include "blkclone/file_device.hpp"
 #include "blkclone/hydrator.hpp"
-#include "blkclone/internal/aligned_bytes.hpp"
 #include "blkclone/internal/mutex.hpp"
 #include "blkclone/persistent_metadata.hpp"
 #include "blkclone/status.hpp"
@@ -194,12 +194,12 @@ class RandomIo {
   RandomIo(Device& device, const Options& options)
       : device_(device),
         options_(options),
-        buffers_(internal::AllocateAligned(size_t{options.block} * options.depth,
-                                           std::max<size_t>(4096, device.info().memory_alignment))),
+        buffers_(AlignedBuffer::Zeroed(size_t{options.block} * options.depth,
+                                       std::max<size_t>(4096, device.info().memory_alignment))),
         slots_(options.depth) {
     for (size_t i = 0; i < slots_.size(); ++i) {
       slots_[i].owner = this;
-      slots_[i].buffer = buffers_.get() + i * options.block;
+      slots_[i].buffer = buffers_.data() + i * options.block;
       slots_[i].random.seed(i + 1);
       for (uint32_t b = 0; b < options.block; ++b)
         slots_[i].buffer[b] = static_cast<std::byte>(slots_[i].random());
@@ -298,7 +298,7 @@ class RandomIo {
 
   Device& device_;
   const Options options_;
-  const internal::AlignedBytes buffers_;
+  AlignedBuffer buffers_;
   std::vector<Slot> slots_;
   std::vector<uint64_t> regions_;  // first touch: the order regions are used in
   std::atomic<uint64_t> next_region_{0};

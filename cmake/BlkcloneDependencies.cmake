@@ -2,6 +2,7 @@
 find_package(absl REQUIRED)
 find_package(Boost 1.74 REQUIRED)  # intrusive and container are header-only
 find_package(Threads REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)  # JSON output; header-only, private to the core
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(liburing IMPORTED_TARGET liburing>=2.0)  # Debian ships no CMake config
 # Optional: blkclone::nbd (remote NBD sources) is built only where libnbd is found.

@@ -7,14 +7,22 @@
 
 namespace blkclone {
 
+// A power of two from the minimum up is a whole number of sectors.
+static_assert(std::has_single_bit(kMinRegionSize) && kMinRegionSize % 512 == 0);
+static_assert(std::has_single_bit(kMaxRegionSize) && kMinRegionSize <= kMaxRegionSize);
+
+absl::Status CheckRegionSize(uint64_t bytes) {
+  if (!std::has_single_bit(bytes)) return absl::InvalidArgumentError("not a power of two");
+  if (bytes < kMinRegionSize) return absl::InvalidArgumentError("less than 4 KiB");
+  if (bytes > kMaxRegionSize) return absl::InvalidArgumentError("more than 1 GiB");
+  return absl::OkStatus();
+}
+
 absl::StatusOr<CloneGeometry> MakeCloneGeometry(const DeviceInfo& source, const DeviceInfo& dest,
                                                 uint64_t region_size) {
-  if (!std::has_single_bit(region_size))
+  if (absl::Status rule = CheckRegionSize(region_size); !rule.ok())
     return absl::InvalidArgumentError(
-        absl::StrCat("region size ", region_size, " is not a power of two"));
-  if (region_size < kMinRegionSize || region_size > kMaxRegionSize)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "region size ", region_size, " is outside 4 KiB..1 GiB (4096..1073741824 bytes)"));
+        absl::StrCat("region size ", region_size, ": ", rule.message()));
   for (auto [name, info] : {std::pair{"source", &source}, std::pair{"destination", &dest}}) {
     if (region_size % info->logical_block_size != 0)
       return absl::InvalidArgumentError(

@@ -51,16 +51,16 @@ class Words {
   size_t next_ = 0;
 };
 
-// The region size in sectors: a power of two from 4 KiB to 1 GiB.
+// The region size in sectors, checked in bytes (CheckRegionSize).
 absl::Status ParseRegionSize(absl::string_view text, CloneTable& table) {
   BLKCLONE_ASSIGN_OR_RETURN(table.region_sectors, ParseNumber("region size", text, 1));
-  constexpr uint64_t kMin = kMinRegionSize / kSectorSize, kMax = kMaxRegionSize / kSectorSize;
-  if (!std::has_single_bit(table.region_sectors))
-    return Invalid("region size", text, "not a power of two");
-  if (table.region_sectors < kMin)
-    return Invalid("region size", text, absl::StrCat("less than ", kMin, " sectors (4 KiB)"));
-  if (table.region_sectors > kMax)
-    return Invalid("region size", text, absl::StrCat("more than ", kMax, " sectors (1 GiB)"));
+  // Past 2^64 bytes: a size as far out of range, a power of two exactly when the sectors are.
+  const uint64_t sectors = table.region_sectors;
+  const uint64_t bytes = sectors <= UINT64_MAX / kSectorSize ? sectors * kSectorSize
+                         : std::has_single_bit(sectors)      ? uint64_t{1} << 63
+                                                             : UINT64_MAX;
+  if (absl::Status rule = CheckRegionSize(bytes); !rule.ok())
+    return Invalid("region size", text, rule.message());
   return absl::OkStatus();
 }
 

@@ -4,11 +4,12 @@
 #include <cmath>
 #include <cstdio>
 #include <iterator>
+#include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "blkclone/control.hpp"
+#include "json_text.hpp"
 
 namespace blkclone {
 namespace {
@@ -19,23 +20,6 @@ std::vector<absl::string_view> Features(const CloneStatus& status) {
   if (!status.hydration_enabled) features.push_back("no_hydration");
   if (!status.discard_passdown) features.push_back("no_discard_passdown");
   return features;
-}
-
-// `text` as a JSON string literal.
-std::string JsonString(absl::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"' || c == '\\') {
-      absl::StrAppend(&out, "\\", absl::string_view(&c, 1));
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof(escaped), "\\u%04x", static_cast<unsigned>(c));
-      out += escaped;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
 }
 
 // The hydrator's state in one word: what an operator checks first.
@@ -78,27 +62,30 @@ std::string FormatStatusLine(const CloneStatus& status) {
 }
 
 std::string FormatStatusJson(const CloneStatus& status) {
-  std::string json = absl::StrCat("{\"mode\":", JsonString(ModeName(status.mode)),
-                                  ",\"active\":", status.active ? "true" : "false");
-  if (status.mode == CloneMode::kFail) return json + "}";
-  std::vector<std::string> features;
-  for (absl::string_view feature : Features(status)) features.push_back(JsonString(feature));
-  absl::StrAppend(
-      &json, ",\"metadata\":{\"block_size\":", status.metadata.block_size,
-      ",\"used_blocks\":", status.metadata.used_blocks,
-      ",\"total_blocks\":", status.metadata.total_blocks, "},\"region_size\":", status.region_size,
-      ",\"regions\":{\"hydrated\":", status.hydrated_regions, ",\"total\":", status.total_regions,
-      ",\"hydrating\":", status.hydrating_regions,
-      "},\"bytes\":{\"hydrated\":", status.hydrated_bytes(), ",\"total\":", status.source_size,
-      "},\"features\":[", absl::StrJoin(features, ","),
-      "],\"core_args\":{\"hydration_threshold\":", status.hydration_threshold,
-      ",\"hydration_batch_size\":", status.hydration_batch_size,
-      "},\"hydration\":{\"state\":", JsonString(HydrationState(status)),
-      ",\"rate_limit\":", status.rate_limit,
-      ",\"copy_rate\":", static_cast<uint64_t>(std::llround(status.copy_rate)), ",\"eta_seconds\":",
-      status.eta_seconds ? absl::StrCat(std::llround(*status.eta_seconds)) : "null",
-      ",\"stop_reason\":", JsonString(status.stop_reason), "}}");
-  return json;
+  nlohmann::ordered_json json = {{"mode", std::string(ModeName(status.mode))},
+                                 {"active", status.active}};
+  if (status.mode != CloneMode::kFail) {
+    json["metadata"] = {{"block_size", status.metadata.block_size},
+                        {"used_blocks", status.metadata.used_blocks},
+                        {"total_blocks", status.metadata.total_blocks}};
+    json["region_size"] = status.region_size;
+    json["regions"] = {{"hydrated", status.hydrated_regions},
+                       {"total", status.total_regions},
+                       {"hydrating", status.hydrating_regions}};
+    json["bytes"] = {{"hydrated", status.hydrated_bytes()}, {"total", status.source_size}};
+    nlohmann::ordered_json& features = json["features"] = nlohmann::ordered_json::array();
+    for (absl::string_view feature : Features(status)) features.push_back(std::string(feature));
+    json["core_args"] = {{"hydration_threshold", status.hydration_threshold},
+                         {"hydration_batch_size", status.hydration_batch_size}};
+    json["hydration"] = {{"state", std::string(HydrationState(status))},
+                         {"rate_limit", status.rate_limit},
+                         {"copy_rate", static_cast<uint64_t>(std::llround(status.copy_rate))},
+                         {"eta_seconds", status.eta_seconds ? nlohmann::ordered_json(
+                                                                  std::llround(*status.eta_seconds))
+                                                            : nlohmann::ordered_json(nullptr)},
+                         {"stop_reason", status.stop_reason}};
+  }
+  return internal::JsonText(json);
 }
 
 std::string FormatStatusHuman(const CloneStatus& status) {

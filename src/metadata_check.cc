@@ -13,6 +13,7 @@
 #include "blkclone/internal/metadata_io.hpp"
 #include "blkclone/status.hpp"
 #include "blkclone/sync_io.hpp"
+#include "json_text.hpp"
 
 namespace blkclone {
 namespace {
@@ -254,7 +255,6 @@ absl::StatusOr<Committed> ReadCommitted(AnyBlockDevice& device) {
 }
 
 const char* YesNo(bool value) { return value ? "yes" : "no"; }
-const char* TrueFalse(bool value) { return value ? "true" : "false"; }
 
 }  // namespace
 
@@ -309,21 +309,28 @@ absl::StatusOr<std::string> DumpText(AnyBlockDevice& device) {
 absl::StatusOr<std::string> DumpJson(AnyBlockDevice& device) {
   BLKCLONE_ASSIGN_OR_RETURN(const Committed c, ReadCommitted(device));
   const StoredHeader& h = c.header;
-  std::string json = absl::StrCat(
-      "{\"format_version\":", h.format_version, ",\"uuid\":\"", h.uuid.ToString(),
-      "\",\"generation\":", h.generation, ",\"superblock_slot\":", h.superblock_slot,
-      ",\"geometry\":{\"region_size\":", h.geometry.region_size,
-      ",\"region_count\":", h.geometry.region_count, ",\"source_size\":", h.geometry.source_size,
-      ",\"dest_size\":", h.geometry.dest_size, "},\"compat_features\":", h.compat_features,
-      ",\"incompat_features\":", h.incompat_features, ",\"finished\":", TrueFalse(h.finished()),
-      ",\"needs_check\":", TrueFalse(h.needs_check),
-      ",\"usage\":{\"block_size\":", c.usage.block_size, ",\"used_blocks\":", c.usage.used_blocks,
-      ",\"total_blocks\":", c.usage.total_blocks, "},\"hydrated_regions\":", c.hydrated,
-      ",\"hydrated_ranges\":[");
-  for (size_t i = 0; i < c.ranges.size(); ++i)
-    absl::StrAppend(&json, i == 0 ? "" : ",", "[", c.ranges[i].first, ",", c.ranges[i].second, "]");
-  json += "]}";
-  return json;
+  nlohmann::ordered_json ranges = nlohmann::ordered_json::array();
+  for (const auto& [first, last] : c.ranges) ranges.push_back({first, last});
+  const nlohmann::ordered_json json = {{"format_version", h.format_version},
+                                       {"uuid", h.uuid.ToString()},
+                                       {"generation", h.generation},
+                                       {"superblock_slot", h.superblock_slot},
+                                       {"geometry",
+                                        {{"region_size", h.geometry.region_size},
+                                         {"region_count", h.geometry.region_count},
+                                         {"source_size", h.geometry.source_size},
+                                         {"dest_size", h.geometry.dest_size}}},
+                                       {"compat_features", h.compat_features},
+                                       {"incompat_features", h.incompat_features},
+                                       {"finished", h.finished()},
+                                       {"needs_check", h.needs_check},
+                                       {"usage",
+                                        {{"block_size", c.usage.block_size},
+                                         {"used_blocks", c.usage.used_blocks},
+                                         {"total_blocks", c.usage.total_blocks}}},
+                                       {"hydrated_regions", c.hydrated},
+                                       {"hydrated_ranges", std::move(ranges)}};
+  return internal::JsonText(json);
 }
 
 }  // namespace blkclone

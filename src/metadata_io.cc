@@ -11,11 +11,8 @@
 namespace blkclone::internal {
 
 BlockBuffer::BlockBuffer(size_t blocks, const DeviceInfo& info) {
-  const std::align_val_t alignment{std::max<size_t>(kMetadataBlockSize, info.memory_alignment)};
-  const size_t bytes = std::max<size_t>(blocks, 1) * kMetadataBlockSize;
-  data_ = std::unique_ptr<std::byte[], Free>(
-      static_cast<std::byte*>(::operator new[](bytes, alignment)), Free{alignment});
-  std::fill(data_.get(), data_.get() + bytes, std::byte{0});
+  data_ = AlignedBuffer::Zeroed(std::max<size_t>(blocks, 1) * kMetadataBlockSize,
+                                std::max<size_t>(kMetadataBlockSize, info.memory_alignment));
 }
 
 absl::Status CheckDevice(const DeviceInfo& info) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "blkclone/aligned_buffer.hpp"
 #include "blkclone/any_block_device.hpp"
 #include "blkclone/sync_io.hpp"
 #include "blkclone/testing/memory_device.hpp"
@@ -93,38 +94,39 @@ DeviceInfo SampleInfo() {
 }
 
 TEST(ValidateRequestTest, AcceptsWellFormedRequests) {
-  alignas(4096) static std::byte buffer[1 << 16];
-  EXPECT_TRUE(ValidateRequest(SampleInfo(), Request::Read(0, buffer)).ok());
-  EXPECT_TRUE(ValidateRequest(SampleInfo(), Request::Write((1 << 20) - (1 << 16), buffer, kFua))
-                  .ok());
+  AlignedBuffer buffer(1 << 16, 4096);
+  EXPECT_TRUE(ValidateRequest(SampleInfo(), Request::Read(0, buffer.span())).ok());
+  EXPECT_TRUE(
+      ValidateRequest(SampleInfo(), Request::Write((1 << 20) - (1 << 16), buffer.span(), kFua))
+          .ok());
   EXPECT_TRUE(ValidateRequest(SampleInfo(), Request::Flush()).ok());
   EXPECT_TRUE(ValidateRequest(SampleInfo(), Request::Discard(4096, (1 << 20) - 4096)).ok());
 }
 
 TEST(ValidateRequestTest, NamesEachRuleItEnforces) {
-  alignas(4096) static std::byte buffer[2 << 16];
+  AlignedBuffer buffer(2 << 16, 4096);
   const DeviceInfo info = SampleInfo();
   struct Case {
     Request request;
     absl::StatusCode code;
     const char* words;
   };
-  Request fua_read = Request::Read(0, std::span(buffer).first(4096));
+  Request fua_read = Request::Read(0, buffer.span().first(4096));
   fua_read.flags = kFua;
   Request flush_with_range = Request::Flush();
   flush_with_range.length = 4096;
-  Request no_buffer = Request::Read(0, std::span(buffer).first(4096));
+  Request no_buffer = Request::Read(0, buffer.span().first(4096));
   no_buffer.data = nullptr;
   const Case cases[] = {
-      {Request::Read(512, std::span(buffer).first(4096)), absl::StatusCode::kInvalidArgument,
+      {Request::Read(512, buffer.span().first(4096)), absl::StatusCode::kInvalidArgument,
        "logical block size"},
-      {Request::Read(0, std::span(buffer).subspan(1, 4096)), absl::StatusCode::kInvalidArgument,
+      {Request::Read(0, buffer.span().subspan(1, 4096)), absl::StatusCode::kInvalidArgument,
        "aligned to 512"},
-      {Request::Read(1 << 20, std::span(buffer).first(4096)), absl::StatusCode::kOutOfRange,
+      {Request::Read(1 << 20, buffer.span().first(4096)), absl::StatusCode::kOutOfRange,
        "beyond the end"},
-      {Request::Read(~uint64_t{4095}, std::span(buffer).first(4096)),
-       absl::StatusCode::kOutOfRange, "beyond the end"},
-      {Request::Read(0, std::span(buffer).first(2 << 16)), absl::StatusCode::kInvalidArgument,
+      {Request::Read(~uint64_t{4095}, buffer.span().first(4096)), absl::StatusCode::kOutOfRange,
+       "beyond the end"},
+      {Request::Read(0, buffer.span().first(2 << 16)), absl::StatusCode::kInvalidArgument,
        "maximum transfer"},
       {Request::WriteZeroes(0, 4096), absl::StatusCode::kUnimplemented, "cannot write zeroes"},
       {fua_read, absl::StatusCode::kInvalidArgument, "invalid flags"},
@@ -140,7 +142,7 @@ TEST(ValidateRequestTest, NamesEachRuleItEnforces) {
   read_only.caps.read_only = true;
   EXPECT_EQ(ValidateRequest(read_only, Request::Discard(0, 4096)).code(),
             absl::StatusCode::kFailedPrecondition);
-  EXPECT_TRUE(ValidateRequest(read_only, Request::Read(0, std::span(buffer).first(4096))).ok());
+  EXPECT_TRUE(ValidateRequest(read_only, Request::Read(0, buffer.span().first(4096))).ok());
 }
 
 TEST(AnyBlockDeviceTest, ForwardsToTheOwnedDevice) {

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <deque>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "blkclone/buffered_copier.hpp"
@@ -138,6 +139,31 @@ DeviceInfo Info(uint64_t size, uint32_t block = 512) {
   return DeviceInfo{.size = size, .logical_block_size = block, .caps = {}};
 }
 
+TEST(CheckRegionSizeTest, AcceptsEachPowerOfTwoFrom4KiBTo1GiB) {
+  for (uint64_t bytes = kMinRegionSize; bytes <= kMaxRegionSize; bytes *= 2)
+    EXPECT_TRUE(CheckRegionSize(bytes).ok()) << bytes;
+}
+
+TEST(CheckRegionSizeTest, SaysWhatIsWrongAndNothingElse) {
+  const std::pair<uint64_t, const char*> cases[] = {
+      {0, "not a power of two"},
+      {3000, "not a power of two"},
+      {3 * 4096, "not a power of two"},
+      {kMaxRegionSize + 4096, "not a power of two"},
+      {UINT64_MAX, "not a power of two"},
+      {1, "less than 4 KiB"},
+      {512, "less than 4 KiB"},
+      {2048, "less than 4 KiB"},
+      {kMaxRegionSize * 2, "more than 1 GiB"},
+      {uint64_t{1} << 63, "more than 1 GiB"},
+  };
+  for (const auto& [bytes, message] : cases) {
+    const absl::Status status = CheckRegionSize(bytes);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bytes;
+    EXPECT_EQ(status.message(), message) << bytes;
+  }
+}
+
 TEST(CloneGeometryTest, RejectsEachBadGeometryWithItsReason) {
   const DeviceInfo source = Info(1 << 30), dest = Info(1 << 30);
   struct Case {
@@ -146,15 +172,12 @@ TEST(CloneGeometryTest, RejectsEachBadGeometryWithItsReason) {
     const char* words;
   } cases[] = {
       {source, dest, 3 * 4096, "not a power of two"},
-      {source, dest, 2048, "outside 4 KiB..1 GiB"},
-      {source, dest, uint64_t{2} << 30, "outside 4 KiB..1 GiB"},
-      {Info(1 << 30, 8192), dest, 4096,
-       "source's logical block size 8192"},
-      {source, Info(1 << 30, 8192), 4096,
-       "destination's logical block size 8192"},
+      {source, dest, 2048, "region size 2048: less than 4 KiB"},
+      {source, dest, uint64_t{2} << 30, "region size 2147483648: more than 1 GiB"},
+      {Info(1 << 30, 8192), dest, 4096, "source's logical block size 8192"},
+      {source, Info(1 << 30, 8192), 4096, "destination's logical block size 8192"},
       {source, Info((1 << 30) - 4096), 4096, "smaller than the source"},
-      {Info(uint64_t{1} << 46), Info(uint64_t{1} << 46), 4096,
-       "too many regions"},
+      {Info(uint64_t{1} << 46), Info(uint64_t{1} << 46), 4096, "too many regions"},
   };
   for (const Case& c : cases) {
     auto geometry = MakeCloneGeometry(c.source, c.dest, c.region);

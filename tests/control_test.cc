@@ -2,12 +2,14 @@
 // table lines, messages, sizes and the three status forms, as tables of cases.
 #include "blkclone/control.hpp"
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "blkclone/hydrator.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 
 namespace blkclone {
 namespace {
@@ -100,8 +102,12 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorCase{"clone /m /d /s -8", "region size -8: not a number"},
         ErrorCase{"clone /m /d /s 0", "region size 0: must be at least 1"},
         ErrorCase{"clone /m /d /s 3000", "region size 3000: not a power of two"},
-        ErrorCase{"clone /m /d /s 4", "region size 4: less than 8 sectors (4 KiB)"},
-        ErrorCase{"clone /m /d /s 4194304", "region size 4194304: more than 2097152 sectors"},
+        ErrorCase{"clone /m /d /s 4", "region size 4: less than 4 KiB"},
+        ErrorCase{"clone /m /d /s 4194304", "region size 4194304: more than 1 GiB"},
+        ErrorCase{"clone /m /d /s 36028797018963968",  // 2^55 sectors: 2^64 bytes
+                  "region size 36028797018963968: more than 1 GiB"},
+        ErrorCase{"clone /m /d /s 36028797018963969",
+                  "region size 36028797018963969: not a power of two"},
         ErrorCase{"clone /m /d /s 99999999999999999999",
                   "region size 99999999999999999999: too "
                   "large"},
@@ -355,10 +361,50 @@ TEST(FormatStatusTest, Json) {
             "1073741824},\"features\":[\"no_discard_passdown\"],\"core_args\":{"
             "\"hydration_threshold\":1,\"hydration_batch_size\":1},\"hydration\":{\"state\":"
             "\"enabled\",\"rate_limit\":1048576,\"copy_rate\":1000,\"eta_seconds\":13,"
-            "\"stop_reason\":\"say \\\"no\\\"\\u000a\"}}");
+            "\"stop_reason\":\"say \\\"no\\\"\\n\"}}");
   status.mode = CloneMode::kFail;
   status.active = false;
   EXPECT_EQ(FormatStatusJson(status), "{\"mode\":\"Fail\",\"active\":false}");
+}
+
+// What a client parsing `status --json` relies on: valid JSON, and each key with its type.
+TEST(FormatStatusTest, JsonParsesWithEachKeyOfItsType) {
+  CloneStatus status = ExampleStatus();
+  status.hydration_enabled = false;
+  status.stop_reason = std::string("tab\t, bell\a, quote \", bad UTF-8 \xff\xfe, \xc3\xa9");
+  for (const bool with_eta : {true, false}) {
+    status.eta_seconds = with_eta ? std::optional<double>(99.5) : std::nullopt;
+    const std::string text = FormatStatusJson(status);
+    ASSERT_TRUE(nlohmann::json::accept(text)) << text;
+    const nlohmann::json json = nlohmann::json::parse(text);
+    EXPECT_EQ(json.at("mode"), "rw");
+    EXPECT_TRUE(json.at("active").is_boolean());
+    for (const char* key : {"block_size", "used_blocks", "total_blocks"})
+      EXPECT_TRUE(json.at("metadata").at(key).is_number_unsigned()) << key;
+    EXPECT_EQ(json.at("region_size"), 4096u);
+    for (const char* key : {"hydrated", "total", "hydrating"})
+      EXPECT_TRUE(json.at("regions").at(key).is_number_unsigned()) << key;
+    EXPECT_EQ(json.at("bytes").at("hydrated"), status.hydrated_bytes());
+    EXPECT_EQ(json.at("bytes").at("total"), status.source_size);
+    EXPECT_EQ(json.at("features"), nlohmann::json::array({"no_hydration", "no_discard_passdown"}));
+    EXPECT_TRUE(json.at("core_args").at("hydration_threshold").is_number_unsigned());
+    EXPECT_TRUE(json.at("core_args").at("hydration_batch_size").is_number_unsigned());
+    const nlohmann::json& hydration = json.at("hydration");
+    EXPECT_EQ(hydration.at("state"), "disabled");
+    EXPECT_TRUE(hydration.at("rate_limit").is_number_unsigned());
+    EXPECT_TRUE(hydration.at("copy_rate").is_number_unsigned());
+    if (with_eta) {
+      EXPECT_EQ(hydration.at("eta_seconds"), 100);
+    } else {
+      EXPECT_TRUE(hydration.at("eta_seconds").is_null());
+    }
+    // Escapes come back as they were; bytes that are not UTF-8 as U+FFFD.
+    EXPECT_EQ(hydration.at("stop_reason"),
+              "tab\t, bell\a, quote \", bad UTF-8 \xef\xbf\xbd\xef\xbf\xbd, \xc3\xa9");
+  }
+  status.mode = CloneMode::kFail;
+  const nlohmann::json fail = nlohmann::json::parse(FormatStatusJson(status));
+  EXPECT_EQ(fail, nlohmann::json({{"mode", "Fail"}, {"active", true}}));
 }
 
 TEST(FormatStatusTest, Human) {

@@ -25,13 +25,13 @@
 namespace blkclone {
 namespace {
 
-using testing::AlignedBuffer;
+using testing::FileBytes;
 using ::testing::HasSubstr;
 using testing::LoopDevice;
 using testing::LoopFactory;
 using testing::PathFactory;
+using testing::PatternBuffer;
 using testing::RequestBatch;
-using testing::FileBytes;
 
 template <bool kStrict, uint32_t kMinAlignment>
 struct OpenDirect {
@@ -65,10 +65,10 @@ TEST_F(DirectDeviceTest, AlignedRequestsGoStraightThrough) {
   EXPECT_EQ(device->info().memory_alignment, 1u);
   EXPECT_EQ(device->info().caps.fua, FuaSupport::kNative);
   const uint64_t a = device->alignment().offset;
-  ASSERT_LE(device->alignment().memory, 4096u);  // AlignedBuffer's alignment
-  AlignedBuffer data(16 * a, 1);
+  ASSERT_LE(device->alignment().memory, 4096u);  // PatternBuffer's alignment
+  PatternBuffer data(16 * a, 1);
   ASSERT_TRUE(WriteAt(*device, a, data.span(), kFua).ok());
-  AlignedBuffer back(16 * a);
+  PatternBuffer back(16 * a);
   ASSERT_TRUE(ReadAt(*device, a, back.span()).ok());
   EXPECT_TRUE(back == data);
   EXPECT_EQ(device->bounces(), 0u);
@@ -78,14 +78,14 @@ TEST_F(DirectDeviceTest, MisalignedBuffersBounceAndStayCorrect) {
   const std::string path = NewFile(1 << 20);
   BLKCLONE_ASSIGN_DEVICE_OR_SKIP(auto device, DirectDevice::Open(path, {}));
   if (device->alignment().memory == 1) GTEST_SKIP() << "this file system needs no alignment";
-  AlignedBuffer source(64 * 1024 + 1, 2);
+  PatternBuffer source(64 * 1024 + 1, 2);
   std::span<std::byte> odd = source.span().subspan(1);  // an odd address
   ASSERT_TRUE(WriteAt(*device, 8192, odd).ok());
   EXPECT_EQ(device->bounces(), 1u);
   std::vector<std::byte> on_disk = FileBytes(path, 1 << 20);
   EXPECT_EQ(std::memcmp(on_disk.data() + 8192, odd.data(), odd.size()), 0);
 
-  AlignedBuffer target(64 * 1024 + 1);
+  PatternBuffer target(64 * 1024 + 1);
   std::span<std::byte> odd_target = target.span().subspan(1);
   ASSERT_TRUE(ReadAt(*device, 8192, odd_target).ok());
   EXPECT_EQ(device->bounces(), 2u);
@@ -99,7 +99,7 @@ TEST_F(DirectDeviceTest, UnalignedRangesReadModifyWriteOnlyTheirOwnBytes) {
                                  DirectDevice::Open(path, {.direct_io = {.min_alignment = 4096}}));
   ASSERT_EQ(device->alignment().offset, 4096u);
   std::vector<std::byte> model(kSize);
-  AlignedBuffer base(kSize, 3);
+  PatternBuffer base(kSize, 3);
   ASSERT_TRUE(WriteAt(*device, 0, base.span()).ok());
   std::memcpy(model.data(), base.data(), kSize);
   ASSERT_EQ(device->bounces(), 0u);
@@ -111,7 +111,7 @@ TEST_F(DirectDeviceTest, UnalignedRangesReadModifyWriteOnlyTheirOwnBytes) {
   } pieces[] = {{1536, 512, 0}, {7680, 1024, 0}, {11776, 5 * 4096 + 1024, 1}};
   uint32_t seed = 10;
   for (const Piece& piece : pieces) {
-    AlignedBuffer data(piece.length + piece.skew, seed++);
+    PatternBuffer data(piece.length + piece.skew, seed++);
     std::span<std::byte> bytes = data.span().subspan(piece.skew);
     ASSERT_TRUE(WriteAt(*device, piece.offset, bytes).ok());
     std::memcpy(model.data() + piece.offset, bytes.data(), piece.length);
@@ -119,7 +119,7 @@ TEST_F(DirectDeviceTest, UnalignedRangesReadModifyWriteOnlyTheirOwnBytes) {
   EXPECT_EQ(device->bounces(), 3u);
   EXPECT_TRUE(FileBytes(path, kSize) == model) << "bytes outside the written ranges changed";
 
-  AlignedBuffer back(5 * 4096 + 1024 + 1);
+  PatternBuffer back(5 * 4096 + 1024 + 1);
   std::span<std::byte> odd = back.span().subspan(1);
   ASSERT_TRUE(ReadAt(*device, 11776 - 512, odd).ok());
   EXPECT_EQ(std::memcmp(odd.data(), model.data() + 11776 - 512, odd.size()), 0);
@@ -134,7 +134,7 @@ TEST_F(DirectDeviceTest, ConcurrentWritesSharingEdgeBlocksKeepEveryUpdate) {
   BLKCLONE_ASSIGN_DEVICE_OR_SKIP(
       auto device,
       DirectDevice::Open(path, {.worker_threads = 8, .direct_io = {.min_alignment = 4096}}));
-  AlignedBuffer data(kSize, 4);
+  PatternBuffer data(kSize, 4);
   RequestBatch batch;
   for (uint64_t sector = 0; sector < kSize / 512; ++sector) {
     // Interleaved so that neighbours are submitted close together.
@@ -156,7 +156,7 @@ TEST_F(DirectDeviceTest, StrictModeAdvertisesTheAlignmentAndNeverBounces) {
                                                                        .min_alignment = 4096}}));
   EXPECT_EQ(device->info().logical_block_size, 4096u);
   EXPECT_EQ(device->info().memory_alignment, 4096u);
-  AlignedBuffer data(8192 + 1, 5);
+  PatternBuffer data(8192 + 1, 5);
   EXPECT_EQ(WriteAt(*device, 512, data.span().first(4096)).code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(WriteAt(*device, 0, data.span().subspan(1, 4096)).code(),
@@ -181,7 +181,7 @@ size_t CachedPages(const std::string& path, size_t size) {
 
 TEST_F(DirectDeviceTest, BypassesThePageCache) {
   constexpr size_t kSize = 1 << 20;
-  AlignedBuffer data(kSize, 6);
+  PatternBuffer data(kSize, 6);
   // The measure works: a buffered write leaves its pages cached.
   const std::string buffered = NewFile(kSize);
   int fd = ::open(buffered.c_str(), O_WRONLY | O_CLOEXEC);
@@ -225,7 +225,7 @@ TEST_F(DirectDeviceTest, OpenErrorsSayWhatIsWrong) {
 TEST_F(DirectDeviceTest, DestructionCompletesBouncedAndDirectRequests) {
   constexpr uint64_t kSize = 1 << 20;
   const std::string path = NewFile(kSize);
-  AlignedBuffer data(kSize + 1, 7);
+  PatternBuffer data(kSize + 1, 7);
   RequestBatch batch;
   {
     BLKCLONE_ASSIGN_DEVICE_OR_SKIP(auto device, DirectDevice::Open(path, {.worker_threads = 1}));

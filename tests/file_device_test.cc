@@ -17,9 +17,9 @@
 namespace blkclone {
 namespace {
 
-using testing::AlignedBuffer;
-using testing::TempDir;
 using ::testing::HasSubstr;
+using testing::PatternBuffer;
+using testing::TempDir;
 
 struct OpenFile {
   using Device = FileDevice;
@@ -63,7 +63,7 @@ TEST(FileDeviceTest, ReadOnlyRefusesChanges) {
   TempDir dir = *TempDir::Create();
   std::string path = *dir.CreateFile("ro.img", 1 << 16);
   auto device = *FileDevice::Open(path, {.read_only = true});
-  AlignedBuffer data(4096, 1);
+  PatternBuffer data(4096, 1);
   EXPECT_EQ(WriteAt(*device, 0, data.span()).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(Discard(*device, 0, 4096).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(ReadAt(*device, 0, data.span()).ok());
@@ -74,7 +74,7 @@ TEST(FileDeviceTest, DiscardPunchesAHole) {
   TempDir dir = *TempDir::Create();
   std::string path = *dir.CreateFile("holes.img", 4 << 20);
   auto device = *FileDevice::Open(path, {});
-  AlignedBuffer data(4 << 20, 2);
+  PatternBuffer data(4 << 20, 2);
   ASSERT_TRUE(WriteAt(*device, 0, data.span(), kFua).ok());
   struct stat before, after;
   ASSERT_EQ(::stat(path.c_str(), &before), 0);
@@ -91,7 +91,7 @@ TEST(FileDeviceTest, DestructionCompletesEveryQueuedRequest) {
   constexpr int kRequests = 256;
   std::atomic<int> completed{0};
   std::vector<Request> requests(kRequests);
-  AlignedBuffer data(kRequests * 4096, 3);
+  PatternBuffer data(kRequests * 4096, 3);
   {
     auto device = *FileDevice::Open(path, {.worker_threads = 1});
     for (int i = 0; i < kRequests; ++i) {
@@ -106,7 +106,7 @@ TEST(FileDeviceTest, DestructionCompletesEveryQueuedRequest) {
   }
   EXPECT_EQ(completed.load(), kRequests);
   auto device = *FileDevice::Open(path, {});
-  AlignedBuffer back(kRequests * 4096);
+  PatternBuffer back(kRequests * 4096);
   ASSERT_TRUE(ReadAt(*device, 0, back.span()).ok());
   EXPECT_TRUE(back == data);
 }

@@ -2,6 +2,7 @@
 // a format-stability test: regenerated images must match the checked-in bytes.
 #include "blkclone/metadata_check.hpp"
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include "blkclone/testing/memory_device.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 
 namespace blkclone {
 namespace {
@@ -291,6 +293,33 @@ TEST(MetadataDumpTest, JsonHasTheSameFactsAsOneObject) {
                        "\"usage\":{\"block_size\":4096,\"used_blocks\":12,\"total_blocks\":16},"
                        "\"hydrated_regions\":9,\"hydrated_ranges\":[[0,4],[10,10],[",
                        kR - 1, ",", kR, "],[", n - 1, ",", n - 1, "]]}"));
+}
+
+// What a client parsing `dump --json` relies on: valid JSON, and each key with its type.
+TEST(MetadataDumpTest, JsonParsesWithEachKeyOfItsType) {
+  TestMetadata m;
+  CommitDumpExample(m);
+  const auto text = DumpJson(m.view);
+  ASSERT_TRUE(text.ok()) << text.status();
+  ASSERT_TRUE(nlohmann::json::accept(*text)) << *text;
+  const nlohmann::json json = nlohmann::json::parse(*text);
+  for (const char* key : {"format_version", "generation", "superblock_slot", "compat_features",
+                          "incompat_features", "hydrated_regions"})
+    EXPECT_TRUE(json.at(key).is_number_unsigned()) << key;
+  EXPECT_EQ(json.at("uuid"), "00112233-4455-6677-8899-aabbccddeeff");
+  EXPECT_EQ(json.at("finished"), false);
+  EXPECT_EQ(json.at("needs_check"), false);
+  for (const char* key : {"region_size", "region_count", "source_size", "dest_size"})
+    EXPECT_TRUE(json.at("geometry").at(key).is_number_unsigned()) << key;
+  EXPECT_EQ(json.at("geometry").at("region_count"), kGeometry.region_count);
+  for (const char* key : {"block_size", "used_blocks", "total_blocks"})
+    EXPECT_TRUE(json.at("usage").at(key).is_number_unsigned()) << key;
+  uint64_t hydrated = 0;
+  for (const nlohmann::json& range : json.at("hydrated_ranges")) {
+    ASSERT_EQ(range.size(), 2u);
+    hydrated += range[1].get<uint64_t>() - range[0].get<uint64_t>() + 1;
+  }
+  EXPECT_EQ(json.at("hydrated_regions"), hydrated);
 }
 
 TEST(MetadataDumpTest, EmptyAndFullMaps) {

@@ -34,9 +34,9 @@ namespace blkclone {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::AlignedBuffer;
 using ::testing::HasSubstr;
 using testing::NbdkitServer;
+using testing::PatternBuffer;
 using testing::RequestBatch;
 using testing::WaitUntil;
 using Bytes = std::vector<std::byte>;
@@ -171,7 +171,7 @@ TEST_F(NbdDeviceTest, IsAReadOnlySourceByDefault) {
   EXPECT_TRUE(caps.read_only);
   EXPECT_FALSE(caps.discard);
   EXPECT_FALSE(caps.write_zeroes);
-  AlignedBuffer data(4096, 1);
+  PatternBuffer data(4096, 1);
   EXPECT_EQ(WriteAt(*device, 0, data.span()).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(Flush(*device).ok()) << "a read-only device has nothing to flush";
   ASSERT_TRUE(ReadAt(*device, 8192, data.span()).ok());
@@ -234,7 +234,7 @@ TEST_F(NbdDeviceTest, ReadsTheWholeExportAsServed) {
   ASSERT_NE(server, nullptr);
   auto device = Open(*server, {});
   ASSERT_NE(device, nullptr);
-  AlignedBuffer whole(kSize);
+  PatternBuffer whole(kSize);
   RequestBatch batch;
   for (uint64_t offset = 0; offset < kSize; offset += kChunk)
     batch.Add(Request::Read(offset, whole.span().subspan(offset, kChunk)));
@@ -254,7 +254,7 @@ TEST_F(NbdDeviceTest, HonoursTheServersBlockSizes) {
   EXPECT_EQ(device->info().logical_block_size, 4096u);
   EXPECT_EQ(device->info().max_transfer, 262144u);
   EXPECT_EQ(device->export_info().preferred_block_size, 65536u);
-  AlignedBuffer data(524288);
+  PatternBuffer data(524288);
   EXPECT_EQ(ReadAt(*device, 0, data.span().first(512)).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ReadAt(*device, 0, data.span()).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(ReadAt(*device, 4096, data.span().first(262144)).ok());
@@ -288,7 +288,7 @@ TEST_F(NbdDeviceTest, MapsFlushAndFuaToTheServersFlags) {
       Serve({"--filter=log", "--filter=fua", "memory", "1M", "logfile=" + emulated_log});
   ASSERT_NE(native, nullptr);
   ASSERT_NE(emulated, nullptr);
-  AlignedBuffer data(4096, 2);
+  PatternBuffer data(4096, 2);
   {
     auto device = Open(*native, {.writable = true, .max_connections = 1});
     EXPECT_EQ(device->info().caps.fua, FuaSupport::kNative);
@@ -312,7 +312,7 @@ TEST_F(NbdDeviceTest, FlushReportsWritesAServerRestartMayHaveLost) {
                                .reconnect_initial_delay = 10ms,
                                .reconnect_max_delay = 10ms});
   ASSERT_NE(device, nullptr);
-  AlignedBuffer data(4096, 3);
+  PatternBuffer data(4096, 3);
   ASSERT_TRUE(WriteAt(*device, 0, data.span()).ok());
   ASSERT_TRUE(server->Restart().ok());  // memory is volatile: the write is gone
   ASSERT_TRUE(WaitUntil([&] { return device->stats().reconnects > 0; }));
@@ -336,7 +336,7 @@ TEST_F(NbdDeviceTest, KeepsManyRequestsInFlightAtTheServer) {
   ASSERT_NE(server, nullptr);
   auto device = Open(*server, {});
   ASSERT_NE(device, nullptr);
-  AlignedBuffer data(kRequests * kLength);
+  PatternBuffer data(kRequests * kLength);
   RequestBatch batch;
   for (int i = 0; i < kRequests; ++i)
     batch.Add(Request::Read(i * kLength, data.span().subspan(i * kLength, kLength)));
@@ -360,7 +360,7 @@ TEST_F(NbdDeviceTest, ServerErrorsFailThatRequestOnly) {
   ASSERT_NE(server, nullptr);
   auto device = Open(*server, {});
   ASSERT_NE(device, nullptr);
-  AlignedBuffer data(4096);
+  PatternBuffer data(4096);
   std::ofstream(trigger).put('1');
   const absl::Status failed = ReadAt(*device, 65536, data.span());
   EXPECT_EQ(failed.code(), absl::StatusCode::kInternal) << failed;  // EIO
@@ -433,7 +433,7 @@ TEST_F(NbdDeviceTest, ResendsRequestsAfterTheServerRestarts) {
       *server,
       {.reconnect_attempts = 50, .reconnect_initial_delay = 10ms, .reconnect_max_delay = 50ms});
   ASSERT_NE(device, nullptr);
-  AlignedBuffer data(kRequests * kLength);
+  PatternBuffer data(kRequests * kLength);
   RequestBatch batch;
   for (int i = 0; i < kRequests; ++i)
     batch.Add(Request::Read(i * kLength, data.span().subspan(i * kLength, kLength)));
@@ -473,7 +473,7 @@ TEST_F(NbdDeviceTest, FailsFastWhileTheServerIsGoneThenRecovers) {
       Open(*server,
            {.reconnect_attempts = 2, .reconnect_initial_delay = 10ms, .reconnect_max_delay = 10ms});
   ASSERT_NE(device, nullptr);
-  AlignedBuffer data(4096);
+  PatternBuffer data(4096);
   ASSERT_TRUE(ReadAt(*device, 0, data.span()).ok());
   server->Kill(SIGKILL);
   absl::Status gone;
@@ -499,7 +499,7 @@ TEST_F(NbdDeviceTest, TimesOutAServerThatStopsAnswering) {
   ASSERT_NE(server, nullptr);
   auto device = Open(*server, {.request_timeout = 300ms, .reconnect_initial_delay = 10ms});
   ASSERT_NE(device, nullptr);
-  AlignedBuffer data(4096);
+  PatternBuffer data(4096);
   const auto start = Clock::now();
   const absl::Status status = ReadAt(*device, 0, data.span());
   const auto took = Clock::now() - start;
@@ -525,7 +525,7 @@ TEST_F(NbdDeviceTest, DestructionCompletesEveryRequestOnce) {
     absl::StatusCode code = absl::StatusCode::kUnknown;  // written by the one completion
   };
   std::vector<Outcome> outcomes(kRequests);
-  AlignedBuffer data(kRequests * 4096);
+  PatternBuffer data(kRequests * 4096);
   for (int i = 0; i < kRequests; ++i) {
     Outcome& outcome = outcomes[i];
     outcome.request = Request::Read(i * 4096, data.span().subspan(i * 4096, 4096));

@@ -30,10 +30,10 @@ namespace {
 
 using testing::RandomBytes;
 using namespace std::chrono_literals;
-using testing::AlignedBuffer;
+using ::testing::HasSubstr;
+using testing::PatternBuffer;
 using testing::RbdTestPool;
 using testing::RequestBatch;
-using ::testing::HasSubstr;
 using Bytes = std::vector<std::byte>;
 
 // The pool every test shares; null (with the reason on stderr) without a cluster.
@@ -141,7 +141,7 @@ TEST_F(RbdDeviceTest, IsAReadOnlySourceByDefault) {
   EXPECT_EQ(info.logical_block_size, 512u);
   EXPECT_TRUE(info.caps.read_only);
   EXPECT_FALSE(info.caps.volatile_write_cache) << "librbd's cache is off by default";
-  AlignedBuffer data(4096, 1);
+  PatternBuffer data(4096, 1);
   EXPECT_EQ(WriteAt(*device, 0, data.span()).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(Discard(*device, 0, 4096).code(), absl::StatusCode::kUnimplemented);
   ASSERT_TRUE(ReadAt(*device, 8192, data.span()).ok());

@@ -35,12 +35,12 @@
 namespace blkclone {
 namespace {
 
-using testing::AlignedBuffer;
 using testing::AwaitOrAbort;
 using testing::FileBytes;
 using ::testing::HasSubstr;
 using testing::LoopFactory;
 using testing::PathFactory;
+using testing::PatternBuffer;
 using testing::RequestBatch;
 
 template <UringDevice::Options kOptions>
@@ -75,12 +75,12 @@ TEST_F(UringDeviceTest, ContinuesAShortReadWhereTheKernelStopped) {
   constexpr uint64_t kSize = 1 << 20;
   const std::string path = NewFile(kSize);
   BLKCLONE_ASSIGN_DEVICE_OR_SKIP(auto device, UringDevice::Open(path, {}));
-  AlignedBuffer tail(8192, 1);
+  PatternBuffer tail(8192, 1);
   ASSERT_TRUE(WriteAt(*device, kSize - 8192, tail.span()).ok());
   // Another program shortens the file: the kernel now returns 6144 of the
   // 8192 bytes asked for, and the device must ask again for the rest.
   ASSERT_EQ(::truncate(path.c_str(), kSize - 2048), 0);
-  AlignedBuffer back(8192);
+  PatternBuffer back(8192);
   absl::Status status = ReadAt(*device, kSize - 8192, back.span());
   EXPECT_EQ(status.code(), absl::StatusCode::kOutOfRange);
   EXPECT_THAT(status.message(), HasSubstr(absl::StrCat("end of file at offset ", kSize - 2048)));
@@ -97,7 +97,7 @@ TEST_F(UringDeviceTest, SubmitsWhatQueuedUpWhileBusyInOneBatch) {
     bool entered ABSL_GUARDED_BY(mu) = false;
     bool open ABSL_GUARDED_BY(mu) = false;
   } gate;
-  AlignedBuffer block(4096);
+  PatternBuffer block(4096);
   Request blocker = Request::Read(0, block.span());
   blocker.context = &gate;
   blocker.on_complete = [](Request& r, absl::Status) {
@@ -117,7 +117,7 @@ TEST_F(UringDeviceTest, SubmitsWhatQueuedUpWhileBusyInOneBatch) {
         "the blocking request's completion");
   }
   const UringDevice::Stats before = device->stats();
-  AlignedBuffer data(32 * 4096, 2);
+  PatternBuffer data(32 * 4096, 2);
   RequestBatch batch;
   for (int i = 0; i < 32; ++i)
     batch.Add(Request::Write(i * 4096, data.span().subspan(i * 4096, 4096)));
@@ -137,7 +137,7 @@ TEST_F(UringDeviceTest, SubmitsWhatQueuedUpWhileBusyInOneBatch) {
 TEST_F(UringDeviceTest, DestructionPerformsEveryRequestInFlight) {
   constexpr uint64_t kSize = 2 << 20;
   const std::string path = NewFile(kSize);
-  AlignedBuffer data(kSize, 3);
+  PatternBuffer data(kSize, 3);
   RequestBatch batch;
   {
     BLKCLONE_ASSIGN_DEVICE_OR_SKIP(auto device,
@@ -185,7 +185,7 @@ struct WriteChain {
   explicit WriteChain(UringDevice& d) : device(&d) {}
 
   UringDevice* device;
-  AlignedBuffer data{kBlocks * 4096, 4};
+  PatternBuffer data{kBlocks * 4096, 4};
   Request request;
   int next = 0;
   internal::Mutex mu;
@@ -201,7 +201,7 @@ TEST_F(UringDeviceTest, CompletionsMaySubmitMoreRequests) {
   absl::Status status = chain.Wait();
   EXPECT_TRUE(status.ok()) << status;
   EXPECT_EQ(chain.next, WriteChain::kBlocks - 1);
-  AlignedBuffer back(WriteChain::kBlocks * 4096);
+  PatternBuffer back(WriteChain::kBlocks * 4096);
   EXPECT_TRUE(ReadAt(*device, 0, back.span()).ok());
   EXPECT_TRUE(back == chain.data);
 }
@@ -215,19 +215,19 @@ TEST_F(UringDeviceTest, DirectRequestsUseTheRingUnlessTheyNeedABounce) {
   EXPECT_EQ(device->info().logical_block_size, 512u);
   EXPECT_EQ(device->info().memory_alignment, 1u);
 
-  AlignedBuffer aligned(64 << 10, 5);
+  PatternBuffer aligned(64 << 10, 5);
   const UringDevice::Stats before = device->stats();
   ASSERT_TRUE(WriteAt(*device, 8192, aligned.span(), kFua).ok());
-  AlignedBuffer back(64 << 10);
+  PatternBuffer back(64 << 10);
   ASSERT_TRUE(ReadAt(*device, 8192, back.span()).ok());
   EXPECT_TRUE(back == aligned);
   EXPECT_EQ(device->stats().bounces, 0u);
   EXPECT_GE(device->stats().sqes - before.sqes, 2u) << "aligned requests went to the ring";
 
   // From an odd address, and a range with partial blocks at both ends.
-  AlignedBuffer odd(4096 + 1, 6);
+  PatternBuffer odd(4096 + 1, 6);
   ASSERT_TRUE(WriteAt(*device, 4096, odd.span().subspan(1)).ok());
-  AlignedBuffer piece(3 * 512, 7);
+  PatternBuffer piece(3 * 512, 7);
   ASSERT_TRUE(WriteAt(*device, 8192 + 3584, piece.span()).ok());
   EXPECT_EQ(device->stats().bounces, 2u);
   std::vector<std::byte> expected(kSize);
@@ -240,7 +240,7 @@ TEST_F(UringDeviceTest, DirectRequestsUseTheRingUnlessTheyNeedABounce) {
 TEST_F(UringDeviceTest, DiscardPunchesAHoleThroughTheRing) {
   const std::string path = NewFile(4 << 20);
   BLKCLONE_ASSIGN_DEVICE_OR_SKIP(auto device, UringDevice::Open(path, {}));
-  AlignedBuffer data(4 << 20, 8);
+  PatternBuffer data(4 << 20, 8);
   ASSERT_TRUE(WriteAt(*device, 0, data.span(), kFua).ok());
   struct stat before, after;
   ASSERT_EQ(::stat(path.c_str(), &before), 0);
@@ -251,7 +251,7 @@ TEST_F(UringDeviceTest, DiscardPunchesAHoleThroughTheRing) {
   ASSERT_EQ(::stat(path.c_str(), &after), 0);
   EXPECT_EQ(after.st_size, before.st_size);
   EXPECT_LT(after.st_blocks, before.st_blocks);
-  AlignedBuffer back(3 << 20), zeroes(3 << 20);
+  PatternBuffer back(3 << 20), zeroes(3 << 20);
   std::memset(zeroes.data(), 0, zeroes.size());
   ASSERT_TRUE(ReadAt(*device, 0, back.span()).ok());
   EXPECT_TRUE(back == zeroes);

@@ -3,7 +3,6 @@
 // write (the format); the devices are arguments, so their faults are usage
 // errors (exit status 2), except one that another command holds (1).
 #include <array>
-#include <bit>
 #include <cstdio>
 #include <filesystem>
 
@@ -29,11 +28,8 @@ constexpr absl::string_view kTableOptions[] = {"--metadata",     "--dest",
 absl::StatusOr<uint64_t> RegionSectors(const ParsedArgs& args) {
   const std::string text = *args.Get("--region-size");
   BLKCLONE_ASSIGN_OR_RETURN(uint64_t bytes, ParseSize("--region-size", text));
-  auto invalid = [&text](absl::string_view problem) {
-    return absl::InvalidArgumentError(absl::StrCat("--region-size ", text, ": ", problem));
-  };
-  if (!std::has_single_bit(bytes)) return invalid("not a power of two");
-  if (bytes < kMinRegionSize || bytes > kMaxRegionSize) return invalid("outside 4K..1G");
+  if (absl::Status rule = CheckRegionSize(bytes); !rule.ok())
+    return absl::InvalidArgumentError(absl::StrCat("--region-size ", text, ": ", rule.message()));
   return bytes / kSectorSize;
 }
 

@@ -8,7 +8,7 @@
 #include <iterator>
 
 #include "absl/strings/str_cat.h"
-#include "aligned_buffer.hpp"
+#include "blkclone/aligned_buffer.hpp"
 #include "blkclone/status.hpp"
 #include "blkclone/sync_io.hpp"
 #include "commands.hpp"
@@ -79,7 +79,7 @@ absl::StatusOr<int> RunWrite(const ParsedArgs& args) {
   for (uint64_t done = 0; done < data.size(); done += kChunk) {
     const uint64_t length = std::min<uint64_t>(kChunk, data.size() - done);
     std::memcpy(buffer.data(), data.data() + done, length);
-    BLKCLONE_RETURN_IF_ERROR(WriteAt(clone, offset + done, buffer.span(length)));
+    BLKCLONE_RETURN_IF_ERROR(WriteAt(clone, offset + done, buffer.span().first(length)));
   }
   BLKCLONE_RETURN_IF_ERROR(Flush(clone));
   BLKCLONE_RETURN_IF_ERROR(session->Close());
@@ -112,7 +112,7 @@ absl::StatusOr<int> RunRead(const ParsedArgs& args) {
   AlignedBuffer buffer(kChunk, clone.info().memory_alignment);
   for (uint64_t done = 0; done < length; done += kChunk) {
     const uint64_t chunk = std::min(kChunk, length - done);
-    BLKCLONE_RETURN_IF_ERROR(ReadAt(clone, offset + done, buffer.span(chunk)));
+    BLKCLONE_RETURN_IF_ERROR(ReadAt(clone, offset + done, buffer.span().first(chunk)));
     if (std::fwrite(buffer.data(), 1, chunk, out) != chunk)
       return ErrnoStatus(errno, "write output");
   }

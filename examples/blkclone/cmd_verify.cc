@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "aligned_buffer.hpp"
+#include "blkclone/aligned_buffer.hpp"
 #include "blkclone/hydrator.hpp"
 #include "blkclone/status.hpp"
 #include "blkclone/sync_io.hpp"
@@ -93,8 +93,9 @@ absl::StatusOr<int> RunVerify(const ParsedArgs& args) {
     const uint64_t end = std::min(end_region * geometry.region_size, geometry.source_size);
     for (uint64_t offset = first * geometry.region_size; offset < end; offset += kChunk) {
       const uint64_t length = std::min(kChunk, end - offset);
-      BLKCLONE_RETURN_IF_ERROR(ReadSource(record, source, offset, from_source.span(length)));
-      BLKCLONE_RETURN_IF_ERROR(ReadAt(dest, offset, from_dest.span(length)));
+      BLKCLONE_RETURN_IF_ERROR(
+          ReadSource(record, source, offset, from_source.span().first(length)));
+      BLKCLONE_RETURN_IF_ERROR(ReadAt(dest, offset, from_dest.span().first(length)));
       for (uint64_t at = 0; at < length; at += kSectorSize) {
         if (std::memcmp(from_source.data() + at, from_dest.data() + at, kSectorSize) != 0)
           differences.Add(offset + at, kSectorSize);

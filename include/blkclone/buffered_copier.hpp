@@ -15,6 +15,7 @@
 #include <optional>
 #include <vector>
 
+#include "blkclone/aligned_buffer.hpp"
 #include "blkclone/block_device.hpp"
 #include "blkclone/copier.hpp"
 #include "blkclone/internal/mutex.hpp"
@@ -44,9 +45,7 @@ class BufferedCopier {
     for (int i = 0; i < std::max(1, options.max_in_flight); ++i) {
       auto slot = std::make_unique<Slot>();
       slot->owner = this;
-      slot->buffer = {static_cast<std::byte*>(
-                          ::operator new[](chunk_size_, std::align_val_t{alignment})),
-                      AlignedDelete{alignment}};
+      slot->buffer = AlignedBuffer(chunk_size_, alignment);
       free_slots_.push_back(slot.get());
       slots_.push_back(std::move(slot));
     }
@@ -78,14 +77,9 @@ class BufferedCopier {
   }
 
  private:
-  struct AlignedDelete {
-    uint32_t alignment;
-    void operator()(std::byte* p) const { ::operator delete[](p, std::align_val_t{alignment}); }
-  };
-
   struct Slot {
     BufferedCopier* owner;
-    std::unique_ptr<std::byte[], AlignedDelete> buffer;
+    AlignedBuffer buffer;
     CopyJob* job = nullptr;
     uint64_t done = 0;  // bytes of the job copied so far
     Request request;
@@ -116,7 +110,7 @@ class BufferedCopier {
     while (slot.done < slot.job->length) {
       const uint64_t length = std::min(chunk_size_, slot.job->length - slot.done);
       const uint64_t offset = slot.job->offset + slot.done;
-      std::span<std::byte> buffer(slot.buffer.get(), length);
+      std::span<std::byte> buffer(slot.buffer.data(), length);
       for (bool is_read : {true, false}) {
         slot.request = is_read ? Request::Read(offset, buffer) : Request::Write(offset, buffer);
         if (!Submit(slot, is_read)) return std::nullopt;

@@ -5,23 +5,13 @@
 #include <cstring>
 #include <limits>
 #include <memory>
-#include <new>
 #include <utility>
 #include <vector>
 
+#include "blkclone/aligned_buffer.hpp"
+
 namespace blkclone::internal {
 namespace {
-
-struct AlignedFree {
-  std::align_val_t alignment;
-  void operator()(std::byte* p) const { ::operator delete[](p, alignment); }
-};
-using Buffer = std::unique_ptr<std::byte[], AlignedFree>;
-
-Buffer Allocate(size_t size, size_t alignment) {
-  const std::align_val_t align{alignment};
-  return Buffer(static_cast<std::byte*>(::operator new[](size, align)), AlignedFree{align});
-}
 
 uint64_t MaxChunk(const DeviceInfo& info) {
   if (info.max_transfer == 0) return std::numeric_limits<uint64_t>::max();
@@ -40,7 +30,7 @@ void SubmitOne(AnyBlockDevice& device, Request request, Done done) {
 struct ByteIo::Change {
   uint64_t offset = 0;  // the caller's bytes: [offset, offset + length)
   uint64_t length = 0;
-  Buffer data;  // writes: the blocks [holder.begin, holder.end)
+  AlignedBuffer data;  // writes: the blocks [holder.begin, holder.end)
   // Zeroing: discard the blocks, then write zeroes over them (either or both).
   bool discard = false;
   bool write_zeroes = false;
@@ -69,13 +59,13 @@ std::vector<Request> ByteIo::Chunks(Op op, uint64_t begin, uint64_t end, std::by
 void ByteIo::Read(uint64_t offset, uint64_t length, ReadDone done) {
   const uint64_t begin = AlignDown(offset);
   const uint64_t end = AlignUp(offset + length);
-  Buffer data = Allocate(end - begin, alignment_);
-  std::vector<Request> requests = Chunks(Op::kRead, begin, end, data.get());
+  AlignedBuffer data(end - begin, alignment_);
+  std::vector<Request> requests = Chunks(Op::kRead, begin, end, data.data());
   SubmitAll(device_, std::move(requests),
             [data = std::move(data), skip = offset - begin, length,
              done = std::move(done)](absl::Status status) mutable {
               if (!status.ok()) return std::move(done)(std::move(status), {});
-              std::move(done)(absl::OkStatus(), {data.get() + skip, length});
+              std::move(done)(absl::OkStatus(), {data.data() + skip, length});
             });
 }
 
@@ -89,8 +79,8 @@ void ByteIo::Write(uint64_t offset, std::span<const std::byte> data, Done done) 
   holder.begin = AlignDown(offset);
   holder.end = AlignUp(offset + data.size());
   holder.exclusive = holder.begin != offset || holder.end != offset + data.size();
-  change->data = Allocate(holder.end - holder.begin, alignment_);
-  std::memcpy(change->data.get() + (offset - holder.begin), data.data(), data.size());
+  change->data = AlignedBuffer(holder.end - holder.begin, alignment_);
+  std::memcpy(change->data.data() + (offset - holder.begin), data.data(), data.size());
   holder.on_grant = [this, change] {
     if (change->holder.exclusive) return ReadEdges(change);
     WriteBlocks(change);
@@ -106,19 +96,19 @@ void ByteIo::ReadEdges(Change* change) {
   const bool tail = user_end != end;
   // When the bytes lie inside one block, that block is both edges: read it once.
   const uint64_t tail_slot = head && end - begin == block_ ? 0 : block_;
-  Buffer edges = Allocate(2 * block_, alignment_);
+  AlignedBuffer edges(2 * block_, alignment_);
   std::vector<Request> requests;
-  if (head) requests.push_back(Request::Read(begin, {edges.get(), block_}));
+  if (head) requests.push_back(Request::Read(begin, {edges.data(), block_}));
   if (tail && tail_slot != 0)
-    requests.push_back(Request::Read(end - block_, {edges.get() + tail_slot, block_}));
+    requests.push_back(Request::Read(end - block_, {edges.data() + tail_slot, block_}));
   SubmitAll(device_, std::move(requests),
             [this, change, edges = std::move(edges), head, tail, tail_slot, begin, end,
              user_end](absl::Status status) {
               if (!status.ok()) return Finish(change, std::move(status));
-              std::byte* data = change->data.get();
-              if (head) std::memcpy(data, edges.get(), change->offset - begin);
+              std::byte* data = change->data.data();
+              if (head) std::memcpy(data, edges.data(), change->offset - begin);
               if (tail) {
-                const std::byte* tail_block = edges.get() + tail_slot;
+                const std::byte* tail_block = edges.data() + tail_slot;
                 std::memcpy(data + (user_end - begin), tail_block + (user_end - (end - block_)),
                             end - user_end);
               }
@@ -128,7 +118,7 @@ void ByteIo::ReadEdges(Change* change) {
 
 void ByteIo::WriteBlocks(Change* change) {
   SubmitAll(device_,
-            Chunks(Op::kWrite, change->holder.begin, change->holder.end, change->data.get()),
+            Chunks(Op::kWrite, change->holder.begin, change->holder.end, change->data.data()),
             [this, change](absl::Status status) { Finish(change, std::move(status)); });
 }
 

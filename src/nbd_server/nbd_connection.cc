@@ -8,6 +8,7 @@
 #include <thread>
 #include <utility>
 
+#include "blkclone/aligned_buffer.hpp"
 #include "blkclone/internal/nbd_handshake.hpp"
 #include "blkclone/internal/nbd_protocol.hpp"
 
@@ -15,17 +16,12 @@ namespace blkclone::internal {
 
 // A request from its header to its reply.
 struct NbdConnection::InFlight {
-  struct AlignedDelete {
-    std::align_val_t alignment;
-    void operator()(std::byte* p) const { ::operator delete[](p, alignment); }
-  };
-
   NbdConnection* owner = nullptr;
   uint64_t cookie = 0;
   uint16_t command = 0;
   uint64_t offset = 0;
   uint64_t charge = 0;  // buffer bytes counted against max_in_flight_bytes
-  std::unique_ptr<std::byte[], AlignedDelete> buffer;
+  AlignedBuffer buffer;
   Request request;
   uint32_t error = 0;
   std::string message;
@@ -98,13 +94,11 @@ bool NbdConnection::Handle(const NbdRequestHeader& header) {
   op->offset = header.offset;
   op->charge = charge;
   if (has_buffer) {
-    const std::align_val_t alignment{spec_.buffer_alignment};
-    op->buffer = {static_cast<std::byte*>(::operator new[](charge, alignment)),
-                  InFlight::AlignedDelete{alignment}};
+    op->buffer = AlignedBuffer(charge, spec_.buffer_alignment);
   }
   // A refused WRITE's data is still on the wire: read past it to stay in step.
   const absl::Status payload = op_kind == Op::kWrite
-                                   ? stream_.Read(std::span(op->buffer.get(), charge))
+                                   ? stream_.Read(std::span(op->buffer.data(), charge))
                                    : SkipBytes(stream_, command.payload);
   if (!payload.ok()) {
     Release(*op);
@@ -117,7 +111,7 @@ bool NbdConnection::Handle(const NbdRequestHeader& header) {
     return true;
   }
   op->request = command.request;
-  op->request.data = op->buffer.get();
+  op->request.data = op->buffer.data();
   op->request.context = op.get();
   op->request.on_complete = &OnDeviceDone;
   // May complete inline; the op then belongs to the writer.
@@ -206,7 +200,7 @@ absl::Status NbdConnection::SendReply(const InFlight& op) {
                .error_at_offset = op.error_at_offset,
                .data_length = static_cast<uint32_t>(data_length)},
               structured_, header);
-  const std::span<const std::byte> pieces[] = {header.data(), {op.buffer.get(), data_length}};
+  const std::span<const std::byte> pieces[] = {header.data(), {op.buffer.data(), data_length}};
   return stream_.Write(pieces);
 }
 

@@ -81,14 +81,14 @@ absl::Status AdvertiseDirectIo(const FdFile& file, const DirectIoAlignment& alig
 class DirectTransfer::Lease {
  public:
   explicit Lease(DirectTransfer& owner) : owner_(owner), buffer_(owner.buffers_.Get()) {
-    if (buffer_->bytes == nullptr)
-      buffer_->bytes =
-          AllocateAligned(owner.bounce_size_, std::max<size_t>(owner.alignment_.memory, 4096));
+    if (buffer_->bytes.empty())
+      buffer_->bytes = AlignedBuffer::Zeroed(owner.bounce_size_,
+                                             std::max<size_t>(owner.alignment_.memory, 4096));
   }
   ~Lease() { owner_.buffers_.Put(buffer_); }
   Lease(const Lease&) = delete;
   Lease& operator=(const Lease&) = delete;
-  std::byte* get() const { return buffer_->bytes.get(); }
+  std::byte* get() const { return buffer_->bytes.data(); }
 
  private:
   DirectTransfer& owner_;

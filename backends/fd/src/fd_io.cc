@@ -12,7 +12,7 @@
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
-#include "blkclone/internal/aligned_bytes.hpp"
+#include "blkclone/aligned_buffer.hpp"
 #include "blkclone/internal/positional_io.hpp"
 #include "blkclone/status.hpp"
 
@@ -110,10 +110,10 @@ absl::Status FdIo::WriteZeroes(uint64_t offset, uint64_t length) {
     return ErrnoStatus(errno, "write-zeroes", offset, length);
   // Page-aligned, so that O_DIRECT only bounces what the range itself needs.
   const uint64_t chunk_size = std::min(length, kZeroChunk);
-  AlignedBytes zeroes = AllocateAligned(chunk_size, 4096);
+  AlignedBuffer zeroes = AlignedBuffer::Zeroed(chunk_size, 4096);
   for (uint64_t done = 0; done < length;) {
     const uint64_t chunk = std::min(chunk_size, length - done);
-    BLKCLONE_RETURN_IF_ERROR(Transfer(Request::Write(offset + done, {zeroes.get(), chunk}), 0));
+    BLKCLONE_RETURN_IF_ERROR(Transfer(Request::Write(offset + done, {zeroes.data(), chunk}), 0));
     done += chunk;
   }
   return absl::OkStatus();

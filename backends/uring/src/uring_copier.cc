@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "blkclone/internal/aligned_bytes.hpp"
+#include "blkclone/aligned_buffer.hpp"
 #include "blkclone/internal/uring_loop.hpp"
 #include "blkclone/status.hpp"
 #include "boost/intrusive/list.hpp"
@@ -40,7 +40,7 @@ uint32_t DirectMemoryAlignment(const UringDevice& device) {
 // JobState. All of it belongs to the loop thread; posted_ to mu_.
 class UringCopier::Engine final : public internal::UringLoop {
  public:
-  Engine(internal::Ring ring, internal::AlignedBytes buffers, uint64_t chunk_size, int chunks,
+  Engine(internal::Ring ring, AlignedBuffer buffers, uint64_t chunk_size, int chunks,
          bool fixed_buffers)
       : UringLoop(std::move(ring)),
         buffers_(std::move(buffers)),
@@ -49,7 +49,7 @@ class UringCopier::Engine final : public internal::UringLoop {
         chunks_(chunks),
         jobs_(chunks) {
     for (int i = 0; i < chunks; ++i) {
-      chunks_[i].buffer = buffers_.get() + i * chunk_size;
+      chunks_[i].buffer = buffers_.data() + i * chunk_size;
       chunks_[i].index = i;
       free_chunks_.push_back(&chunks_[i]);
       free_jobs_.push_back(&jobs_[i]);
@@ -239,7 +239,7 @@ class UringCopier::Engine final : public internal::UringLoop {
     job.Complete(std::move(result));
   }
 
-  const internal::AlignedBytes buffers_;
+  AlignedBuffer buffers_;
   const uint64_t chunk_size_;
   const bool fixed_buffers_;
   JobQueue posted_ ABSL_GUARDED_BY(mu_);
@@ -274,11 +274,11 @@ absl::StatusOr<std::unique_ptr<UringCopier>> UringCopier::Create(
       internal::Ring ring,
       internal::Ring::Create(2 * chunks, 4 * chunks, {source.fd(), dest.fd()}, kCopyOps,
                              absl::StrCat("copier ", source.path(), " -> ", dest.path())));
-  internal::AlignedBytes buffers = internal::AllocateAligned(chunks * chunk_size, buffer_alignment);
+  AlignedBuffer buffers = AlignedBuffer::Zeroed(chunks * chunk_size, buffer_alignment);
   bool fixed = false;
   if (options.register_buffers) {
     std::vector<iovec> iovecs(chunks);
-    for (int i = 0; i < chunks; ++i) iovecs[i] = {buffers.get() + i * chunk_size, chunk_size};
+    for (int i = 0; i < chunks; ++i) iovecs[i] = {buffers.data() + i * chunk_size, chunk_size};
     fixed = io_uring_register_buffers(ring.get(), iovecs.data(), chunks) == 0;
   }
   std::unique_ptr<UringCopier> copier(new UringCopier(source, dest, alignment, options));

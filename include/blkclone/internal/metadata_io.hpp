@@ -13,13 +13,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <new>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
+#include "blkclone/aligned_buffer.hpp"
 #include "blkclone/any_block_device.hpp"
 #include "blkclone/internal/metadata_format.hpp"
 #include "blkclone/persistent_metadata.hpp"
@@ -34,21 +34,17 @@ class BlockBuffer {
  public:
   BlockBuffer(size_t blocks, const DeviceInfo& info);
 
-  Block block(size_t i) { return Block(data_.get() + i * kMetadataBlockSize, kMetadataBlockSize); }
+  Block block(size_t i) { return Block(data_.data() + i * kMetadataBlockSize, kMetadataBlockSize); }
   ConstBlock block(size_t i) const {
-    return ConstBlock(data_.get() + i * kMetadataBlockSize, kMetadataBlockSize);
+    return ConstBlock(data_.data() + i * kMetadataBlockSize, kMetadataBlockSize);
   }
   // `count` blocks from block `first`, as one span for a request.
   std::span<std::byte> blocks(size_t first, size_t count) {
-    return {data_.get() + first * kMetadataBlockSize, count * kMetadataBlockSize};
+    return {data_.data() + first * kMetadataBlockSize, count * kMetadataBlockSize};
   }
 
  private:
-  struct Free {
-    std::align_val_t alignment;
-    void operator()(std::byte* p) const { ::operator delete[](p, alignment); }
-  };
-  std::unique_ptr<std::byte[], Free> data_;
+  AlignedBuffer data_;
 };
 
 // kInvalidArgument unless the device can read and write whole metadata blocks:

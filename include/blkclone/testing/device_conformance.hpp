@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "blkclone/aligned_buffer.hpp"
 #include "blkclone/block_device.hpp"
 #include "blkclone/sync_io.hpp"
 #include "gtest/gtest.h"
@@ -33,26 +34,15 @@
 namespace blkclone::testing {
 
 // A buffer aligned for any device (4 KiB), filled with a pattern from `seed`.
-class AlignedBuffer {
+class PatternBuffer : public AlignedBuffer {
  public:
-  explicit AlignedBuffer(size_t size, uint32_t seed = 0)
-      : size_(size), storage_(new(std::align_val_t{4096}) std::byte[size == 0 ? 1 : size]) {
+  explicit PatternBuffer(size_t size, uint32_t seed = 0) : AlignedBuffer(size, 4096) {
     std::mt19937 rng(seed);
-    for (size_t i = 0; i < size_; ++i) storage_[i] = std::byte(rng() & 0xff);
+    for (std::byte& b : span()) b = std::byte(rng() & 0xff);
   }
-  std::span<std::byte> span() { return {storage_.get(), size_}; }
-  std::byte* data() { return storage_.get(); }
-  size_t size() const { return size_; }
-  bool operator==(const AlignedBuffer& other) const {
-    return size_ == other.size_ && std::memcmp(storage_.get(), other.storage_.get(), size_) == 0;
+  bool operator==(const PatternBuffer& other) const {
+    return size() == other.size() && std::memcmp(data(), other.data(), size()) == 0;
   }
-
- private:
-  struct Deleter {
-    void operator()(std::byte* p) const { ::operator delete[](p, std::align_val_t{4096}); }
-  };
-  size_t size_;
-  std::unique_ptr<std::byte[], Deleter> storage_;
 };
 
 template <class Factory>
@@ -69,8 +59,8 @@ class DeviceConformanceTest : public ::testing::Test {
   Device& device() { return *device_; }
   uint32_t block() { return device_->info().logical_block_size; }
 
-  AlignedBuffer ReadBack(uint64_t offset, uint64_t length) {
-    AlignedBuffer buffer(length);
+  PatternBuffer ReadBack(uint64_t offset, uint64_t length) {
+    PatternBuffer buffer(length);
     EXPECT_TRUE(ReadAt(device(), offset, buffer.span()).ok());
     return buffer;
   }
@@ -100,22 +90,22 @@ TYPED_TEST_P(DeviceConformanceTest, ReadsBackWhatWasWritten) {
                                {65536, 65536}};
   uint32_t seed = 1;
   for (auto [offset, length] : spans) {
-    AlignedBuffer data(length, seed++);
+    PatternBuffer data(length, seed++);
     ASSERT_TRUE(WriteAt(this->device(), offset, data.span()).ok());
     EXPECT_TRUE(this->ReadBack(offset, length) == data) << "offset " << offset;
   }
 }
 
 TYPED_TEST_P(DeviceConformanceTest, StartsZeroFilled) {
-  AlignedBuffer zeroes(65536);
+  PatternBuffer zeroes(65536);
   std::memset(zeroes.data(), 0, zeroes.size());
   EXPECT_TRUE(this->ReadBack(this->kSize - 65536, 65536) == zeroes);
 }
 
 TYPED_TEST_P(DeviceConformanceTest, RejectsRequestsBeyondTheEnd) {
   const uint32_t block = this->block();
-  AlignedBuffer before = this->ReadBack(this->kSize - 4 * block, 4 * block);
-  AlignedBuffer data(8 * block, 7);
+  PatternBuffer before = this->ReadBack(this->kSize - 4 * block, 4 * block);
+  PatternBuffer data(8 * block, 7);
   auto& dev = this->device();
   EXPECT_EQ(WriteAt(dev, this->kSize - 4 * block, data.span()).code(),
             absl::StatusCode::kOutOfRange);
@@ -137,7 +127,7 @@ TYPED_TEST_P(DeviceConformanceTest, RejectsRequestsBeyondTheEnd) {
 TYPED_TEST_P(DeviceConformanceTest, RejectsMisalignedRequests) {
   auto& dev = this->device();
   const uint32_t block = this->block();
-  AlignedBuffer data(2 * block, 3);
+  PatternBuffer data(2 * block, 3);
   EXPECT_EQ(WriteAt(dev, block / 2, data.span().first(block)).code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ReadAt(dev, 0, data.span().first(block - 1)).code(),
@@ -157,20 +147,20 @@ TYPED_TEST_P(DeviceConformanceTest, TransfersLargeRequestsWhole) {
   // Larger than any single system call transfers at once: no short I/O.
   const uint64_t max = this->device().info().max_transfer;
   const uint64_t length = max != 0 ? max : 3 * 1024 * 1024 + this->block();
-  AlignedBuffer data(length, 11);
+  PatternBuffer data(length, 11);
   ASSERT_TRUE(WriteAt(this->device(), this->block(), data.span()).ok());
   EXPECT_TRUE(this->ReadBack(this->block(), length) == data);
 }
 
 TYPED_TEST_P(DeviceConformanceTest, FlushedAndFuaDataSurviveACrash) {
   const uint32_t block = this->block();
-  AlignedBuffer flushed(4 * block, 21), fua(4 * block, 22), volatile_data(4 * block, 23);
+  PatternBuffer flushed(4 * block, 21), fua(4 * block, 22), volatile_data(4 * block, 23);
   ASSERT_TRUE(WriteAt(this->device(), 0, flushed.span()).ok());
   ASSERT_TRUE(Flush(this->device()).ok());
   ASSERT_TRUE(WriteAt(this->device(), 8 * block, fua.span(), kFua).ok());
-  AlignedBuffer preflushed(4 * block, 24);
+  PatternBuffer preflushed(4 * block, 24);
   ASSERT_TRUE(WriteAt(this->device(), 24 * block, preflushed.span()).ok());
-  AlignedBuffer marker(block, 25);
+  PatternBuffer marker(block, 25);
   ASSERT_TRUE(WriteAt(this->device(), 32 * block, marker.span(), kPreflush).ok());
   ASSERT_TRUE(WriteAt(this->device(), 16 * block, volatile_data.span()).ok());
   this->device_ = this->factory_.Crash(std::move(this->device_));
@@ -179,7 +169,7 @@ TYPED_TEST_P(DeviceConformanceTest, FlushedAndFuaDataSurviveACrash) {
   EXPECT_TRUE(this->ReadBack(8 * block, 4 * block) == fua);
   EXPECT_TRUE(this->ReadBack(24 * block, 4 * block) == preflushed);
   if constexpr (TypeParam::kCrashLosesUnflushed) {
-    AlignedBuffer zeroes(4 * block);
+    PatternBuffer zeroes(4 * block);
     std::memset(zeroes.data(), 0, zeroes.size());
     EXPECT_TRUE(this->ReadBack(16 * block, 4 * block) == zeroes);
   }
@@ -189,7 +179,7 @@ TYPED_TEST_P(DeviceConformanceTest, DiscardAndWriteZeroesFollowTheCapabilities) 
   auto& dev = this->device();
   const Capabilities caps = dev.info().caps;
   const uint64_t length = 16 * uint64_t{this->block()};
-  AlignedBuffer old_data(length, 31), zeroes(length);
+  PatternBuffer old_data(length, 31), zeroes(length);
   std::memset(zeroes.data(), 0, length);
   ASSERT_TRUE(WriteAt(dev, 0, old_data.span()).ok());
   ASSERT_TRUE(WriteAt(dev, length, old_data.span()).ok());
@@ -198,7 +188,7 @@ TYPED_TEST_P(DeviceConformanceTest, DiscardAndWriteZeroesFollowTheCapabilities) 
     EXPECT_EQ(discarded.code(), absl::StatusCode::kUnimplemented);
   } else {
     ASSERT_TRUE(discarded.ok()) << discarded;
-    AlignedBuffer after = this->ReadBack(0, length);
+    PatternBuffer after = this->ReadBack(0, length);
     if (caps.discard_zeroes_data) {
       EXPECT_TRUE(after == zeroes);
     } else {
@@ -227,7 +217,7 @@ TYPED_TEST_P(DeviceConformanceTest, ServesConcurrentSubmittersExactlyOnce) {
     std::atomic<bool> ok{false};
   };
   std::vector<std::unique_ptr<Io>> ios;
-  std::vector<AlignedBuffer> buffers;
+  std::vector<PatternBuffer> buffers;
   for (int i = 0; i < kThreads * kPerThread; ++i) {
     ios.push_back(std::make_unique<Io>());
     buffers.emplace_back(block, 100 + i);

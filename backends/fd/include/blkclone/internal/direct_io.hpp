@@ -22,9 +22,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "blkclone/aligned_buffer.hpp"
 #include "blkclone/device_info.hpp"
 #include "blkclone/direct_io_options.hpp"
-#include "blkclone/internal/aligned_bytes.hpp"
 #include "blkclone/internal/fd_file.hpp"
 #include "blkclone/internal/mutex.hpp"
 #include "blkclone/internal/object_pool.hpp"
@@ -68,7 +68,7 @@ class DirectTransfer {
  private:
   static constexpr size_t kEdgeLockStripes = 64;
   struct BounceBuffer {
-    AlignedBytes bytes;
+    AlignedBuffer bytes;
   };
   class Lease;
 
