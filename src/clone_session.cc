@@ -192,11 +192,12 @@ CloneSession::CloneSession(AnyBlockDevice source, AnyBlockDevice destination,
       origin_(origin),
       discard_passdown_(options.discard_passdown),
       limiter_(options.rate_limit),
-      buffered_(source_, destination_,
-                BufferedCopierOptions{.chunk_size = options.copier.chunk_size,
-                                      .max_in_flight = options.copier.max_in_flight,
-                                      .copied_bytes = &copied_bytes_}),
-      copier_(buffered_, limiter_),
+      base_copier_(options.copier ? options.copier(source_, destination_)
+                                  : AnyCopier(std::make_unique<BufferedCopier<AnyBlockDevice,
+                                                                              AnyBlockDevice>>(
+                                                  source_, destination_, kSessionBufferedCopier),
+                                              "buffered")),
+      copier_(base_copier_, limiter_),
       events_(std::make_unique<Events>(options.events)) {}
 
 CloneSession::~CloneSession() { (void)Close(); }
@@ -206,11 +207,10 @@ HydrationProgress CloneSession::progress() const {
   const uint64_t in_flight = clone_->hydrating_regions() * clone_->geometry().region_size;
   HydrationProgress progress = hydrator_->progress();
   if (progress.complete) return progress;
-  // Whole regions as the map has them, plus the copies that have advanced
-  // since the session opened, at most the regions being hydrated; never less
-  // than an earlier answer.
-  const uint64_t advanced =
-      hydrated_bytes_at_open_ + copied_bytes_.load(std::memory_order_relaxed);
+  // Whole regions as the map has them, plus the background copies that have
+  // advanced since the session opened, at most the regions being hydrated;
+  // never less than an earlier answer.
+  const uint64_t advanced = hydrated_bytes_at_open_ + copier_.background_bytes_copied();
   const uint64_t estimate =
       std::min({std::max(progress.hydrated_bytes, advanced), progress.hydrated_bytes + in_flight,
                 progress.total_bytes});

@@ -294,7 +294,6 @@ TEST(CloneSessionTest, HydrateAllReportsBytesAsCopiesAdvanceWithinARegion) {
   Devices d;
   SessionOptions options = Quiet();
   options.rate_limit = 256 << 10;  // a region takes a quarter of a second
-  options.copier.chunk_size = 4096;
   auto session = CloneSession::Create(d.Borrowed(), kRegion, options);
   ASSERT_TRUE(session.ok()) << session.status();
   bool saw_part_of_a_region = false;

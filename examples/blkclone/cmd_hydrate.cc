@@ -13,6 +13,11 @@
 namespace blkclone::cli {
 namespace {
 
+// hydrate's own pace, whatever the table says: enough copies at once to keep
+// a fast device busy (the table's core arguments pace serve).
+constexpr uint64_t kThreshold = 64;
+constexpr uint64_t kBatchSize = 16;
+
 absl::StatusOr<SessionOptions> Options(const ParsedArgs& args, const CloneRecord& record) {
   SessionOptions options{.hydrator = HydratorDefaults(record.table),
                          .log_prefix = "blkclone hydrate: ",
@@ -20,12 +25,10 @@ absl::StatusOr<SessionOptions> Options(const ParsedArgs& args, const CloneRecord
   BLKCLONE_ASSIGN_OR_RETURN(options.backend, BackendFromArgs(args));
   options.hydrator.start_enabled = true;
   // A threshold of 0 would never finish.
-  BLKCLONE_ASSIGN_OR_RETURN(
-      options.hydrator.threshold,
-      args.Number("--threshold", std::max<uint64_t>(options.hydrator.threshold, 1), 1, UINT32_MAX));
-  BLKCLONE_ASSIGN_OR_RETURN(
-      options.hydrator.batch_size,
-      args.Number("--batch-size", options.hydrator.batch_size, 1, UINT32_MAX));
+  BLKCLONE_ASSIGN_OR_RETURN(options.hydrator.threshold,
+                            args.Number("--threshold", kThreshold, 1, UINT32_MAX));
+  BLKCLONE_ASSIGN_OR_RETURN(options.hydrator.batch_size,
+                            args.Number("--batch-size", kBatchSize, 1, UINT32_MAX));
   if (std::optional<std::string> rate = args.Get("--rate-limit")) {
     BLKCLONE_ASSIGN_OR_RETURN(options.rate_limit, ParseSize("--rate-limit", *rate));
   }

@@ -125,8 +125,12 @@ std::span<const CommandDoc> CommandDocs() {
        "Hydrate a clone to completion, showing progress.",
        "Opens the clone itself (refused while serve or another command holds it) and copies "
        "every unhydrated region. On a terminal a progress bar shows the percentage, rate and "
-       "ETA; otherwise a progress line is printed every second. The options override the "
-       "table's core arguments; no_hydration does not apply. Meanwhile the control socket "
+       "ETA; otherwise a progress line is printed every second. hydrate copies as fast as it "
+       "can: by default 64 regions at once in batches of 16, whatever the table's core "
+       "arguments say (those, dm-clone's defaults 1 and 1 unless set, pace serve's background "
+       "hydration), through the fastest copier the backend has (copy_file_range for file, "
+       "io_uring for uring, buffers otherwise; a fallback is reported on stderr); "
+       "no_hydration does not apply. Meanwhile the control socket "
        "answers status and messages, so `blkclone message NAME rate_limit 50M` changes the "
        "pace.\n\n"
        "The metadata is committed every second. SIGINT or SIGTERM commits it and exits with "
@@ -134,8 +138,8 @@ std::span<const CommandDoc> CommandDocs() {
        "where it stopped, and data flushed before is kept. Copy failures are retried with a "
        "growing delay; when they persist, or a commit fails, hydrate commits what was copied "
        "and exits with status 1 and one line saying why.",
-       {kThreshold,
-        kBatchSize,
+       {{"--threshold", "N", "Most regions copied at once (default 64)."},
+        {"--batch-size", "N", "Contiguous unhydrated regions copied together (default 16)."},
         {"--rate-limit", "R",
          "Background copy bandwidth in bytes per second, with an optional K, M, G or T suffix; "
          "0 means unlimited (the default)."},

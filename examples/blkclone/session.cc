@@ -56,6 +56,15 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(const CloneRecord& record
       {.hydration = options.hydrator,
        .rate_limit = options.rate_limit,
        .discard_passdown = !record.table.no_discard_passdown,
+       .copier =
+           [&](AnyBlockDevice& source, AnyBlockDevice& destination) {
+             std::string note;
+             AnyCopier copier = FastestCopier(source, destination, kSessionBufferedCopier, &note);
+             if (!note.empty())
+               std::fprintf(stderr, "%sclone %s: %s\n", options.log_prefix.c_str(),
+                            record.name.c_str(), note.c_str());
+             return copier;
+           },
        .events = session->events_.get()});
   if (!opened.ok()) return AsFailure(opened.status());
   session->session_ = *std::move(opened);

@@ -11,6 +11,8 @@
 #pragma once
 
 #include <memory>
+#include <type_traits>
+#include <typeinfo>
 #include <utility>
 
 #include "blkclone/block_device.hpp"
@@ -33,11 +35,19 @@ class AnyBlockDevice {
   const DeviceInfo& info() const { return impl_->info(); }
   void Submit(Request& request) noexcept { impl_->Submit(request); }
 
+  // The device inside if it is a D (owned or borrowed), else null: for what
+  // needs the concrete backend, such as a copier made for it.
+  template <BlockDevice D>
+  D* As() noexcept {
+    return static_cast<D*>(impl_->Target(typeid(D)));
+  }
+
  private:
   struct Interface {
     virtual ~Interface() = default;
     virtual const DeviceInfo& info() const = 0;
     virtual void Submit(Request& request) noexcept = 0;
+    virtual void* Target(const std::type_info& type) noexcept = 0;
   };
 
   // `Pointer` is D* or std::unique_ptr<D>.
@@ -46,6 +56,10 @@ class AnyBlockDevice {
     explicit Model(Pointer p) : device(std::move(p)) {}
     const DeviceInfo& info() const override { return device->info(); }
     void Submit(Request& request) noexcept override { device->Submit(request); }
+    void* Target(const std::type_info& type) noexcept override {
+      using D = std::remove_reference_t<decltype(*device)>;
+      return type == typeid(D) ? static_cast<void*>(&*device) : nullptr;
+    }
     Pointer device;
   };
 

@@ -26,15 +26,13 @@ namespace blkclone {
 struct BufferedCopierOptions {
   uint64_t chunk_size = 1 << 20;  // bytes read and written per step
   int max_in_flight = 8;          // jobs running at once
-  // When set, counts the bytes of every chunk written, as copies advance.
-  std::atomic<uint64_t>* copied_bytes = nullptr;
 };
 
 template <BlockDevice Source, BlockDevice Dest>
 class BufferedCopier {
  public:
   BufferedCopier(Source& source, Dest& dest, BufferedCopierOptions options = {})
-      : source_(source), dest_(dest), copied_bytes_(options.copied_bytes) {
+      : source_(source), dest_(dest) {
     const uint32_t alignment = std::max<uint32_t>(
         {4096, source.info().memory_alignment, dest.info().memory_alignment});
     chunk_size_ = std::max<uint64_t>(options.chunk_size, alignment);
@@ -116,7 +114,7 @@ class BufferedCopier {
         if (!Submit(slot, is_read)) return std::nullopt;
         if (!slot.status.ok()) return slot.status;
       }
-      Advance(slot, length);
+      slot.done += length;
     }
     return absl::OkStatus();
   }
@@ -148,17 +146,12 @@ class BufferedCopier {
       result = slot.status;
     }
     if (result->ok()) {
-      self.Advance(slot, slot.request.length);
+      slot.done += slot.request.length;
       result = self.CopyChunks(slot);
       if (!result) return;  // continued elsewhere
     }
     CopyJob* next = self.Finish(slot, *std::move(result));
     if (next != nullptr) self.Run(slot, *next);
-  }
-
-  void Advance(Slot& slot, uint64_t written) {
-    slot.done += written;
-    if (copied_bytes_ != nullptr) copied_bytes_->fetch_add(written, std::memory_order_relaxed);
   }
 
   // Completes the slot's job; returns the next queued job for the slot, or
@@ -180,7 +173,6 @@ class BufferedCopier {
 
   Source& source_;
   Dest& dest_;
-  std::atomic<uint64_t>* const copied_bytes_;
   uint64_t chunk_size_;
   std::vector<std::unique_ptr<Slot>> slots_;
   internal::Mutex mu_;

@@ -28,12 +28,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <memory>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "blkclone/any_block_device.hpp"
+#include "blkclone/any_copier.hpp"
 #include "blkclone/buffered_copier.hpp"
 #include "blkclone/clone.hpp"
 #include "blkclone/control.hpp"
@@ -45,7 +47,7 @@
 
 namespace blkclone {
 
-using SessionCopier = PacedCopier<BufferedCopier<AnyBlockDevice, AnyBlockDevice>>;
+using SessionCopier = PacedCopier<AnyCopier>;
 using SessionClone = Clone<AnyBlockDevice, AnyBlockDevice, SessionCopier>;
 
 // The devices a session takes ownership of.
@@ -55,6 +57,12 @@ struct SessionDevices {
   AnyBlockDevice metadata;
 };
 
+// Copies in flight cap the rate from a slow source (threshold x region /
+// latency needs as many at once as the threshold allows); 256 KiB buffers
+// keep 64 of them to 16 MiB.
+inline constexpr BufferedCopierOptions kSessionBufferedCopier = {.chunk_size = 256 << 10,
+                                                                 .max_in_flight = 64};
+
 struct SessionOptions {
   // Background hydration: dm-clone's defaults (threshold 1, batch 1), plus
   // hot regions and retries (see HydratorOptions).
@@ -62,10 +70,10 @@ struct SessionOptions {
   uint64_t rate_limit = 0;  // bytes per second of background copying; 0: unlimited
   bool discard_passdown = true;
   std::chrono::milliseconds commit_interval{1000};
-  // Copies in flight cap the rate from a slow source (threshold x region /
-  // latency needs as many at once as the threshold allows); 256 KiB buffers
-  // keep 64 of them to 16 MiB.
-  BufferedCopierOptions copier = {.chunk_size = 256 << 10, .max_in_flight = 64};
+  // Makes the copier for the session's devices (which outlive it), e.g.
+  // FastestCopier (device_registry.hpp); unset: a BufferedCopier with
+  // kSessionBufferedCopier.
+  std::function<AnyCopier(AnyBlockDevice& source, AnyBlockDevice& destination)> copier = nullptr;
   // Receives the clone's and the hydrator's events; may be null; must outlive
   // the session.
   CloneEvents* events = nullptr;
@@ -110,6 +118,8 @@ class CloneSession {
   SessionClone& clone() { return *clone_; }
   const PersistentMetadata& metadata() const { return *metadata_; }
   MetadataOrigin origin() const { return origin_; }
+  // Which copier copies: "io_uring", "copy_file_range", "buffered".
+  const std::string& copier_name() const { return base_copier_.name(); }
   // Bytes hydrated when the session opened.
   uint64_t hydrated_bytes_at_open() const { return hydrated_bytes_at_open_; }
 
@@ -167,8 +177,7 @@ class CloneSession {
   const MetadataOrigin origin_;
   const bool discard_passdown_;
   RateLimiter limiter_;
-  std::atomic<uint64_t> copied_bytes_{0};  // by the buffered copier, counted as it goes
-  BufferedCopier<AnyBlockDevice, AnyBlockDevice> buffered_;
+  AnyCopier base_copier_;
   SessionCopier copier_;
   std::unique_ptr<Events> events_;
   std::unique_ptr<SessionClone> clone_;

@@ -1,9 +1,9 @@
 // PacedCopier: a Copier that holds background copies to a RateLimiter's rate.
 //
 // Jobs marked `background` are cut into pieces of at most one rate window
-// (so a 1 GiB region at 10 MB/s moves in 1 MB steps, not in one lump) and each
-// piece starts when the limiter allows; other jobs (a user's write waits on
-// them) go straight to the inner copier. Changing the limiter's rate takes
+// (so a 1 GiB region at 10 MB/s moves in 1 MB steps, not in one lump; without
+// a limit, one piece) and each piece starts when the limiter allows; other
+// jobs (a user's write waits on them) go straight to the inner copier. Changing the limiter's rate takes
 // effect from the next piece.
 //
 //   blkclone::RateLimiter limiter(100 << 20);
@@ -13,6 +13,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <queue>
 #include <thread>
 #include <vector>
@@ -47,8 +48,12 @@ class PacedCopier {
   PacedCopier(const PacedCopier&) = delete;
   PacedCopier& operator=(const PacedCopier&) = delete;
 
+  // Bytes of background copies done so far, counted piece by piece (so at
+  // least every rate window while a limit holds).
+  uint64_t background_bytes_copied() const { return copied_.load(std::memory_order_relaxed); }
+
   void Copy(CopyJob& job) noexcept {
-    if (!job.background || limiter_.rate() == 0) return inner_.Copy(job);
+    if (!job.background) return inner_.Copy(job);
     Paced* paced = pool_.Get();
     paced->owner = this;
     paced->job = &job;
@@ -75,8 +80,13 @@ class PacedCopier {
 
   // Reserves the next piece and starts it now or when the limiter allows.
   void Next(Paced& paced) {
-    const uint64_t window = std::max(limiter_.WindowBytes() / kPieceAlignment, uint64_t{1});
-    const uint64_t length = std::min(window * kPieceAlignment, paced.job->length - paced.done);
+    const uint64_t left = paced.job->length - paced.done;
+    const uint64_t window = limiter_.WindowBytes() / kPieceAlignment;
+    // Unlimited: the rest in one piece.
+    const uint64_t length = limiter_.rate() == 0 ? left
+                                                 : std::min(std::max(window, uint64_t{1}) *
+                                                                kPieceAlignment,
+                                                            left);
     paced.piece.offset = paced.job->offset + paced.done;
     paced.piece.length = length;
     paced.piece.background = true;
@@ -99,6 +109,7 @@ class PacedCopier {
     Paced& paced = *static_cast<Paced*>(piece.context);
     PacedCopier& self = *paced.owner;
     paced.done += piece.length;
+    if (status.ok()) self.copied_.fetch_add(piece.length, std::memory_order_relaxed);
     if (status.ok() && paced.done < paced.job->length) return self.Next(paced);
     CopyJob& job = *paced.job;
     self.pool_.Put(&paced);
@@ -141,6 +152,7 @@ class PacedCopier {
   std::priority_queue<Due, std::vector<Due>, std::greater<Due>> due_ ABSL_GUARDED_BY(mu_);
   uint64_t active_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<uint64_t> copied_{0};
   std::thread timer_;
 };
 

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "blkclone/copy_file_range_copier.hpp"
 #include "blkclone/file_device.hpp"
 #include "blkclone/rbd_name.hpp"
 #include "blkclone/status.hpp"
@@ -13,6 +14,7 @@
 #include "blkclone/direct_device.hpp"
 #endif
 #ifdef BLKCLONE_HAVE_URING
+#include "blkclone/uring_copier.hpp"
 #include "blkclone/uring_device.hpp"
 #endif
 #ifdef BLKCLONE_HAVE_NBD
@@ -111,6 +113,31 @@ absl::StatusOr<AnyBlockDevice> OpenDeviceByName(const std::string& name,
     default:
       return absl::UnimplementedError("backend not built in");
   }
+}
+
+AnyCopier FastestCopier(AnyBlockDevice& source, AnyBlockDevice& destination,
+                        const BufferedCopierOptions& buffered, std::string* note) {
+#ifdef BLKCLONE_HAVE_URING
+  if (UringDevice* from = source.As<UringDevice>(), *to = destination.As<UringDevice>();
+      from != nullptr && to != nullptr) {
+    absl::StatusOr<std::unique_ptr<UringCopier>> uring = UringCopier::Create(
+        *from, *to,
+        {.chunk_size = buffered.chunk_size, .max_in_flight = buffered.max_in_flight});
+    if (uring.ok()) return AnyCopier(*std::move(uring), "io_uring");
+    if (note != nullptr)
+      *note = absl::StrCat("the io_uring copier failed to start (", uring.status().message(),
+                           "); copying through buffers");
+  }
+#endif
+  if (FileDevice* from = source.As<FileDevice>(), *to = destination.As<FileDevice>();
+      from != nullptr && to != nullptr)
+    return AnyCopier(std::make_unique<CopyFileRangeCopier>(
+                         *from, *to, CopyFileRangeCopier::Options{.fallback = buffered}),
+                     "copy_file_range");
+  return AnyCopier(
+      std::make_unique<BufferedCopier<AnyBlockDevice, AnyBlockDevice>>(source, destination,
+                                                                       buffered),
+      "buffered");
 }
 
 }  // namespace blkclone

@@ -1,7 +1,8 @@
 // Opening a device by name through the backends this library was built with:
 // a regular file or block device by path (with the backend chosen), an NBD
 // export by URI (nbd://, nbds://, nbd+unix://, nbds+unix://, read-only) and an
-// RBD image by rbd: name (see rbd_name.hpp).
+// RBD image by rbd: name (see rbd_name.hpp); and the fastest copier between
+// two devices it opened.
 //
 //   BLKCLONE_ASSIGN_OR_RETURN(blkclone::Backend backend, blkclone::BackendByName("uring"));
 //   BLKCLONE_ASSIGN_OR_RETURN(
@@ -14,7 +15,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "blkclone/buffered_copier.hpp"
 #include "blkclone/any_block_device.hpp"
+#include "blkclone/any_copier.hpp"
 
 namespace blkclone {
 
@@ -42,5 +45,13 @@ bool IsRemoteName(absl::string_view name);
 // backend was not built in; otherwise the backend's own.
 absl::StatusOr<AnyBlockDevice> OpenDeviceByName(const std::string& name,
                                                 const DeviceOpenOptions& options);
+
+// The fastest copier between two devices this library opened: io_uring's
+// linked read and write between two UringDevices, copy_file_range between two
+// FileDevices, a BufferedCopier (`buffered`) otherwise. Where the fast one
+// cannot be made, `note` (if given) gets why, and the result is buffered.
+// Both devices must outlive the copier.
+AnyCopier FastestCopier(AnyBlockDevice& source, AnyBlockDevice& destination,
+                        const BufferedCopierOptions& buffered, std::string* note = nullptr);
 
 }  // namespace blkclone
