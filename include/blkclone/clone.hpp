@@ -178,6 +178,13 @@ class Clone {
     SignalIfDrained();
   }
 
+  // The hydration map as a scheduler needs it (Hydrator), without the metadata.
+  bool IsHydrated(uint64_t region) const { return metadata_.map().IsSet(region); }
+  // The first unhydrated region at or after `from`; region_count if none.
+  uint64_t NextUnhydrated(uint64_t from) const { return metadata_.map().FindNextUnset(from); }
+  uint64_t hydrated_regions() const { return metadata_.map().CountSet(); }
+  bool AllHydrated() const { return metadata_.map().AllSet(); }
+
   // Regions being hydrated right now (the dm status line's "hydrating regions").
   uint64_t hydrating_regions() const {
     internal::MutexLock lock(mu_);

@@ -126,7 +126,7 @@ class Hydrator final : public CloneListener {
 
   HydrationProgress progress() const {
     const auto& geometry = clone_.geometry();
-    const uint64_t hydrated = clone_.metadata().map().CountSet();
+    const uint64_t hydrated = clone_.hydrated_regions();
     HydrationProgress p;
     p.hydrated_regions = hydrated;
     p.total_regions = geometry.region_count;
@@ -226,13 +226,19 @@ class Hydrator final : public CloneListener {
     ++wakeups_;
     cv_.SignalAll();
   }
-  // Sleeps until woken, or for `timeout` to re-check what nobody signals (a
-  // retry falling due, a hydration that a write started finishing).
-  void SleepLocked(std::chrono::milliseconds timeout) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const uint64_t seen = wakeups_;
-    cv_.WaitFor(mu_, timeout, [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // Sleeps until an event or change after `seen` (every hydration's end, the
+  // user going idle, a setting) or, with a retry pending, until it falls due:
+  // the only thing no event announces.
+  void SleepLocked(uint64_t seen) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const auto woken = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return stopping_ || wakeups_ != seen;
-    });
+    };
+    if (retry_region_ && enabled_ && !stopped_ && Clock::now() < retry_at_) {
+      cv_.WaitFor(mu_, std::chrono::ceil<std::chrono::milliseconds>(retry_at_ - Clock::now()),
+                  woken);
+    } else {
+      cv_.Wait(mu_, woken);
+    }
   }
   template <class T>
   T Get(const T& field) const {
@@ -270,19 +276,18 @@ class Hydrator final : public CloneListener {
   // The region to copy next: one to retry, a hot one, or the cursor's next
   // unhydrated region (wrapping); true when the cursor is not to move.
   std::pair<uint64_t, bool> PickRegion() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const RegionMap& map = clone_.metadata().map();
     if (retry_region_) {
       const uint64_t region = *std::exchange(retry_region_, std::nullopt);
-      if (!map.IsSet(region)) return {region, true};
+      if (!clone_.IsHydrated(region)) return {region, true};
     }
     while (!hot_.empty()) {
       const uint64_t region = hot_.front();
       hot_.pop_front();
       read_counts_.erase(region);
-      if (!map.IsSet(region)) return {region, true};
+      if (!clone_.IsHydrated(region)) return {region, true};
     }
-    uint64_t region = map.FindNextUnset(cursor_);
-    if (region == map.size()) region = map.FindNextUnset(0);
+    uint64_t region = clone_.NextUnhydrated(cursor_);
+    if (region == clone_.geometry().region_count) region = clone_.NextUnhydrated(0);
     return {region, false};
   }
 
@@ -292,7 +297,7 @@ class Hydrator final : public CloneListener {
       const uint64_t seen = wakeups_;  // what this round decides on
       const auto now = Clock::now();
       while (!copied_.empty() && now - copied_.front().at > kRateWindow) copied_.pop_front();
-      if (!completed_ && clone_.metadata().map().AllSet()) {
+      if (!completed_ && clone_.AllHydrated()) {
         // The event comes before waiters wake, so they can count on it.
         if (events_ != nullptr) {
           mu_.Unlock();
@@ -311,7 +316,7 @@ class Hydrator final : public CloneListener {
       if (!MayStart(now) || hydrating >= threshold_ || clone_.active_requests() > 0) {
         // Settled: nothing to start until something changes (no retry due later).
         if (!(enabled_ && !stopped_ && now < retry_at_)) slept_after_ = seen + 1;
-        SleepLocked(completed_ ? std::chrono::milliseconds(1000) : kPoll);
+        SleepLocked(seen);
         continue;
       }
       const auto [region, aside] = PickRegion();
@@ -327,7 +332,7 @@ class Hydrator final : public CloneListener {
       if (*started == 0) {
         // Being hydrated already: move on, and wait if every candidate may be.
         if (!aside) cursor_ = region + 1;
-        if (hydrating > 0) SleepLocked(kPoll);
+        if (hydrating > 0) SleepLocked(seen);  // until one of them ends
         continue;
       }
       in_flight_ += *started;
@@ -335,8 +340,6 @@ class Hydrator final : public CloneListener {
       if (!aside) cursor_ = region + *started;
     }
   }
-
-  static constexpr std::chrono::milliseconds kPoll{5};
 
   CloneT& clone_;
   const HydratorOptions options_;
