@@ -12,8 +12,14 @@ pkg_check_modules(fuse3 IMPORTED_TARGET fuse3)
 # Optional: blkclone::rbd (Ceph RBD images) is built only where librbd is found.
 find_package(Ceph)
 
-if(BLKCLONE_BUILD_TESTS)
+# blkclone::testing (test devices, conformance suite) is built only where
+# GoogleTest is found; the tests and the benchmarks need it.
+if(BLKCLONE_BUILD_TESTS OR BLKCLONE_BUILD_BENCHMARKS)
   find_package(GTest REQUIRED)
+else()
+  find_package(GTest QUIET)
+endif()
+if(BLKCLONE_BUILD_TESTS)
   find_package(rapidcheck REQUIRED)
 endif()
 if(BLKCLONE_BUILD_BENCHMARKS)

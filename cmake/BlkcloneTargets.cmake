@@ -7,12 +7,16 @@ function(blkclone_target_warnings target)
                          $<$<BOOL:${BLKCLONE_WARNINGS_AS_ERRORS}>:-Werror>)
 endfunction()
 
-# blkclone_add_library(NAME <name> EXPORT_NAME <name> [INCLUDE_DIR <dir>] SOURCES ... DEPS ...)
-# A static library with its public headers in INCLUDE_DIR (default: include/
-# next to the calling CMakeLists), an alias blkclone::<export name>, installed
-# into the export set.
+# blkclone_add_library(NAME <name> EXPORT_NAME <name> [INCLUDE_DIR <dir>] SOURCES ...
+#                      DEPS ... [PRIVATE_DEPS ...])
+# A static library, alias blkclone::<export name>, that carries C++20 to its
+# users. Its public headers are the *.hpp below INCLUDE_DIR (default: include/
+# next to the calling CMakeLists), declared as the target's HEADERS file set:
+# that directory is the only one it adds to its users' include path, so a part
+# sees the headers of the parts it links and no others. With BLKCLONE_INSTALL
+# the library and exactly those headers go into the one export set.
 function(blkclone_add_library)
-  cmake_parse_arguments(ARG "" "NAME;EXPORT_NAME;INCLUDE_DIR" "SOURCES;DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "" "NAME;EXPORT_NAME;INCLUDE_DIR" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
   if(NOT ARG_INCLUDE_DIR)
     set(ARG_INCLUDE_DIR ${CMAKE_CURRENT_SOURCE_DIR}/include)
   endif()
@@ -20,13 +24,15 @@ function(blkclone_add_library)
   add_library(blkclone::${ARG_EXPORT_NAME} ALIAS ${ARG_NAME})
   set_target_properties(${ARG_NAME} PROPERTIES EXPORT_NAME ${ARG_EXPORT_NAME}
                                                POSITION_INDEPENDENT_CODE ON)
-  target_include_directories(${ARG_NAME} PUBLIC
-    $<BUILD_INTERFACE:${ARG_INCLUDE_DIR}>
-    $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
-  target_link_libraries(${ARG_NAME} PUBLIC ${ARG_DEPS})
+  # A header added under INCLUDE_DIR joins the set at the next build.
+  file(GLOB_RECURSE headers CONFIGURE_DEPENDS ${ARG_INCLUDE_DIR}/*.hpp)
+  target_sources(${ARG_NAME} PUBLIC FILE_SET HEADERS BASE_DIRS ${ARG_INCLUDE_DIR} FILES ${headers})
+  target_compile_features(${ARG_NAME} PUBLIC cxx_std_20)
+  target_link_libraries(${ARG_NAME} PUBLIC ${ARG_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
   blkclone_target_warnings(${ARG_NAME})
-  install(TARGETS ${ARG_NAME} EXPORT blkcloneTargets)
-  install(DIRECTORY ${ARG_INCLUDE_DIR}/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  if(BLKCLONE_INSTALL)
+    install(TARGETS ${ARG_NAME} EXPORT blkcloneTargets FILE_SET HEADERS)
+  endif()
 endfunction()
 
 # blkclone_add_test(<name> SOURCES ... DEPS ... [WRAPPER command...]): a
@@ -44,7 +50,8 @@ function(blkclone_add_test name)
   if(NOT ARG_USES_LIBFUSE)
     target_sources(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests/sanitizers/tsan_defaults.cc)
   endif()
-  target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} blkclone::testing GTest::gmock
+                                        GTest::gtest_main)
   blkclone_target_warnings(${name})
   if(ARG_WRAPPER)
     add_test(NAME ${name} COMMAND ${ARG_WRAPPER} $<TARGET_FILE:${name}>)
