@@ -120,9 +120,9 @@ class Hydrator final : public CloneListener {
       retry_.max_retry_delay = std::max(first_delay, max_delay);
     });
   }
-  uint64_t threshold() const { return Get(threshold_); }
-  uint64_t batch_size() const { return Get(batch_size_); }
-  bool enabled() const { return Get(enabled_); }
+  uint64_t threshold() const { return Get(&Hydrator::threshold_); }
+  uint64_t batch_size() const { return Get(&Hydrator::batch_size_); }
+  bool enabled() const { return Get(&Hydrator::enabled_); }
 
   HydrationProgress progress() const {
     const auto& geometry = clone_.geometry();
@@ -146,13 +146,13 @@ class Hydrator final : public CloneListener {
   }
 
   // Regions of the background copies it started whose end it has not heard.
-  uint64_t regions_in_flight() const { return Get(in_flight_); }
+  uint64_t regions_in_flight() const { return Get(&Hydrator::in_flight_); }
   // Changes and events so far (a count), and whether the scheduler has since
   // considered the first `changes` of them and gone to sleep with nothing to
   // start until the next one: for checks that something started no copy,
   // without waiting for time to pass.
-  uint64_t changes() const { return Get(wakeups_); }
-  bool SettledAfter(uint64_t changes) const { return Get(slept_after_) > changes; }
+  uint64_t changes() const { return Get(&Hydrator::wakeups_); }
+  bool SettledAfter(uint64_t changes) const { return Get(&Hydrator::slept_after_) > changes; }
 
   // Waits until every region is hydrated; false on timeout.
   bool WaitUntilComplete(std::chrono::milliseconds timeout) {
@@ -240,10 +240,12 @@ class Hydrator final : public CloneListener {
       cv_.Wait(mu_, woken);
     }
   }
+  // A guarded field's value, read under the lock (by member pointer: the
+  // lock is taken here, not held by the caller).
   template <class T>
-  T Get(const T& field) const {
+  T Get(T Hydrator::*field) const {
     internal::MutexLock lock(mu_);
-    return field;
+    return this->*field;
   }
   void ResetFailures() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     stopped_ = false;
