@@ -14,7 +14,8 @@ constexpr OptionDoc kStateDir = {
 constexpr OptionDoc kBackend = {
     "--backend", "NAME",
     "How devices are accessed: file (pread and pwrite; the default), direct (O_DIRECT, past the "
-    "page cache) or uring (io_uring); direct and uring where the build includes them."};
+    "page cache, through io_uring where the build has it) or uring (io_uring); direct and uring "
+    "where the build includes them."};
 constexpr OptionDoc kCephConf = {
     "--ceph-conf", "FILE",
     "The ceph.conf of the cluster that rbd: devices live in, recorded into each rbd: name "
@@ -129,7 +130,7 @@ std::span<const CommandDoc> CommandDocs() {
        "can: by default 64 regions at once in batches of 16, whatever the table's core "
        "arguments say (those, dm-clone's defaults 1 and 1 unless set, pace serve's background "
        "hydration), through the fastest copier the backend has (copy_file_range for file, "
-       "io_uring for uring, buffers otherwise; a fallback is reported on stderr); "
+       "io_uring for uring and direct, buffers otherwise; a fallback is reported on stderr); "
        "no_hydration does not apply. Meanwhile the control socket "
        "answers status and messages, so `blkclone message NAME rate_limit 50M` changes the "
        "pace.\n\n"

@@ -104,7 +104,12 @@ absl::StatusOr<AnyBlockDevice> OpenDeviceByName(const std::string& name,
       return Wrap(FileDevice::Open(name, {.read_only = options.read_only}));
 #ifdef BLKCLONE_HAVE_DIRECT
     case Backend::kDirect:
+#ifdef BLKCLONE_HAVE_URING
+      // O_DIRECT through io_uring, so that the io_uring copier applies.
+      return Wrap(UringDevice::Open(name, {.read_only = options.read_only, .direct = true}));
+#else
       return Wrap(DirectDevice::Open(name, {.read_only = options.read_only}));
+#endif
 #endif
 #ifdef BLKCLONE_HAVE_URING
     case Backend::kUring:

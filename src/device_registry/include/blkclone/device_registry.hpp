@@ -21,8 +21,11 @@
 
 namespace blkclone {
 
-// How local devices (files, block devices) are driven. kDirect and kUring
-// exist only where the build includes those backends.
+// How local devices (files, block devices) are driven: kFile through the page
+// cache (FileDevice), kDirect with O_DIRECT (a UringDevice opened direct where
+// io_uring is built, else a DirectDevice), kUring through io_uring
+// (UringDevice). kDirect and kUring exist only where the build includes those
+// backends.
 enum class Backend { kFile, kDirect, kUring };
 
 // The names of the backends built in, "file" first.
