@@ -121,11 +121,11 @@ absl::StatusOr<std::unique_ptr<CloneSession>> CloneSession::Create(SessionDevice
   BLKCLONE_ASSIGN_OR_RETURN(
       const CloneGeometry geometry,
       MakeCloneGeometry(devices.source.info(), devices.destination.info(), region_size));
-  BLKCLONE_ASSIGN_OR_RETURN(
-      std::unique_ptr<PersistentMetadata> metadata,
+  absl::StatusOr<std::unique_ptr<PersistentMetadata>> metadata =
       PersistentMetadata::Open(std::move(devices.metadata), geometry,
-                               {.format_if_blank = origin == MetadataOrigin::kFormatted}));
-  return Start(std::move(devices.source), std::move(devices.destination), std::move(metadata),
+                               {.format_if_blank = origin == MetadataOrigin::kFormatted});
+  if (!metadata.ok()) return WithPrefix("metadata device: ", metadata.status());
+  return Start(std::move(devices.source), std::move(devices.destination), *std::move(metadata),
                origin, options);
 }
 
@@ -137,10 +137,10 @@ absl::StatusOr<std::unique_ptr<CloneSession>> CloneSession::Open(SessionDevices 
         "metadata device: blank; a clone is created, never opened, on a blank device");
   if (!header.ok()) return WithPrefix("metadata device: ", header.status());
   if (header->finished()) return Finished(header->uuid);
-  BLKCLONE_ASSIGN_OR_RETURN(
-      std::unique_ptr<PersistentMetadata> metadata,
-      PersistentMetadata::Open(std::move(devices.metadata), header->geometry));
-  return Open(std::move(devices.source), std::move(devices.destination), std::move(metadata),
+  absl::StatusOr<std::unique_ptr<PersistentMetadata>> metadata =
+      PersistentMetadata::Open(std::move(devices.metadata), header->geometry);
+  if (!metadata.ok()) return WithPrefix("metadata device: ", metadata.status());
+  return Open(std::move(devices.source), std::move(devices.destination), *std::move(metadata),
               options);
 }
 

@@ -188,6 +188,48 @@ TEST(CloneSessionTest, OpenFailsCleanlyWhenTheMetadataDeviceCannotBeRead) {
   EXPECT_THAT(session.status().message(), HasSubstr("metadata device: "));
 }
 
+TEST(CloneSessionTest, CreateFailsCleanlyWhenFormattingFails) {
+  Devices d;
+  FaultInjectingDevice<MemoryDevice> faulty(*d.meta);
+  faulty.AddRule({.ops = {Op::kWrite}});
+  auto session = CloneSession::Create(
+      {AnyBlockDevice::Borrow(*d.source), AnyBlockDevice::Borrow(*d.dest),
+       AnyBlockDevice::Borrow(faulty)},
+      kRegion, Quiet());
+  ASSERT_FALSE(session.ok());
+  EXPECT_THAT(session.status().message(), HasSubstr("metadata device: "));
+  EXPECT_TRUE(d.MetadataBlank());
+  faulty.ClearRules();  // the same devices then create the clone
+  EXPECT_TRUE(CloneSession::Create({AnyBlockDevice::Borrow(*d.source),
+                                    AnyBlockDevice::Borrow(*d.dest),
+                                    AnyBlockDevice::Borrow(faulty)},
+                                   kRegion, Quiet())
+                  .ok());
+}
+
+// A header that reads well over metadata that does not: the open fails after
+// the header was accepted, and nothing is left running.
+TEST(CloneSessionTest, OpenFailsCleanlyWhenTheCommittedMapCannotBeRead) {
+  Devices d;
+  CreateWithWrites(d, 2);
+  FaultInjectingDevice<MemoryDevice> faulty(*d.meta);
+  faulty.AddRule({.ops = {Op::kRead}, .skip = 4});  // the superblocks read, the bitmap not
+  auto session = CloneSession::Open({AnyBlockDevice::Borrow(*d.source),
+                                     AnyBlockDevice::Borrow(*d.dest),
+                                     AnyBlockDevice::Borrow(faulty)},
+                                    Quiet());
+  ASSERT_FALSE(session.ok());
+  EXPECT_GT(faulty.counters().injected[Op::kRead], 0u);
+  EXPECT_THAT(session.status().message(), HasSubstr("metadata device: "));
+  faulty.ClearRules();
+  auto reopened = CloneSession::Open({AnyBlockDevice::Borrow(*d.source),
+                                      AnyBlockDevice::Borrow(*d.dest),
+                                      AnyBlockDevice::Borrow(faulty)},
+                                     Quiet());
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_EQ((*reopened)->metadata().map().CountSet(), 2u);
+}
+
 TEST(CloneSessionTest, FinalizeRefusesAnIncompleteCloneAndChangesNothing) {
   Devices d;
   auto session = CloneSession::Create(d.Borrowed(), kRegion, Quiet());
