@@ -15,6 +15,7 @@
 #include "blkclone/in_memory_metadata.hpp"
 #include "blkclone/sync_io.hpp"
 #include "blkclone/testing/temp_dir.hpp"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "test_bytes.hpp"
 
@@ -95,9 +96,15 @@ TEST(CopyFileRangeCopierTest, FallsBackWhereTheKernelRefuses) {
   loop.erase(loop.find_last_not_of('\n') + 1);
   {
     auto dest = *FileDevice::Open(loop, {});  // copy_file_range takes regular files only
-    CopyFileRangeCopier copier(*source, *dest, {});
+    std::atomic<int> told{0};
+    CopyFileRangeCopier copier(*source, *dest,
+                               {.on_fallback = [&](const absl::Status& refusal) {
+                                  EXPECT_THAT(refusal.message(), ::testing::HasSubstr("copy_file_range"));
+                                  ++told;
+                                }});
     CopyAll(copier, kSize, 1 << 20);
     EXPECT_EQ(copier.fallback_jobs(), 8u);
+    EXPECT_EQ(told.load(), 1);  // once, however many jobs fell back
     EXPECT_EQ(ReadAll(*dest), data);
   }
   (void)std::system(("losetup -d " + loop).c_str());

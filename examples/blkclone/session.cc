@@ -58,12 +58,12 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(const CloneRecord& record
        .discard_passdown = !record.table.no_discard_passdown,
        .copier =
            [&](AnyBlockDevice& source, AnyBlockDevice& destination) {
-             std::string note;
-             AnyCopier copier = FastestCopier(source, destination, kSessionBufferedCopier, &note);
-             if (!note.empty())
-               std::fprintf(stderr, "%sclone %s: %s\n", options.log_prefix.c_str(),
-                            record.name.c_str(), note.c_str());
-             return copier;
+             return FastestCopier(
+                 source, destination, kSessionBufferedCopier,
+                 [prefix = options.log_prefix, name = record.name](const std::string& line) {
+                   std::fprintf(stderr, "%sclone %s: %s\n", prefix.c_str(), name.c_str(),
+                                line.c_str());
+                 });
            },
        .events = session->events_.get()});
   if (!opened.ok()) return AsFailure(opened.status());

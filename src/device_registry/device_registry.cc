@@ -121,7 +121,8 @@ absl::StatusOr<AnyBlockDevice> OpenDeviceByName(const std::string& name,
 }
 
 AnyCopier FastestCopier(AnyBlockDevice& source, AnyBlockDevice& destination,
-                        const BufferedCopierOptions& buffered, std::string* note) {
+                        const BufferedCopierOptions& buffered,
+                        std::function<void(const std::string& line)> log) {
 #ifdef BLKCLONE_HAVE_URING
   if (UringDevice* from = source.As<UringDevice>(), *to = destination.As<UringDevice>();
       from != nullptr && to != nullptr) {
@@ -129,16 +130,24 @@ AnyCopier FastestCopier(AnyBlockDevice& source, AnyBlockDevice& destination,
         *from, *to,
         {.chunk_size = buffered.chunk_size, .max_in_flight = buffered.max_in_flight});
     if (uring.ok()) return AnyCopier(*std::move(uring), "io_uring");
-    if (note != nullptr)
-      *note = absl::StrCat("the io_uring copier failed to start (", uring.status().message(),
-                           "); copying through buffers");
+    if (log)
+      log(absl::StrCat("the io_uring copier failed to start (", uring.status().message(),
+                       "); copying through buffers"));
   }
 #endif
   if (FileDevice* from = source.As<FileDevice>(), *to = destination.As<FileDevice>();
       from != nullptr && to != nullptr)
-    return AnyCopier(std::make_unique<CopyFileRangeCopier>(
-                         *from, *to, CopyFileRangeCopier::Options{.fallback = buffered}),
-                     "copy_file_range");
+    return AnyCopier(
+        std::make_unique<CopyFileRangeCopier>(
+            *from, *to,
+            CopyFileRangeCopier::Options{
+                .fallback = buffered,
+                .on_fallback = [log](const absl::Status& refusal) {
+                  if (log)
+                    log(absl::StrCat("the kernel refused copy_file_range (", refusal.message(),
+                                     "); copying through buffers from now on"));
+                }}),
+        "copy_file_range");
   return AnyCopier(
       std::make_unique<BufferedCopier<AnyBlockDevice, AnyBlockDevice>>(source, destination,
                                                                        buffered),

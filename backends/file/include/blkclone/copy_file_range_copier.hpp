@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 
 #include "blkclone/buffered_copier.hpp"
 #include "blkclone/copier.hpp"
@@ -25,6 +26,9 @@ class CopyFileRangeCopier {
   struct Options {
     int threads = 4;  // jobs copied at once by the kernel
     BufferedCopierOptions fallback = {};
+    // Called once, on a worker thread, with the kernel's refusal when the
+    // copier falls back to buffers; may be null.
+    std::function<void(const absl::Status& refusal)> on_fallback = nullptr;
   };
 
   CopyFileRangeCopier(FileDevice& source, FileDevice& dest, const Options& options);
@@ -35,12 +39,14 @@ class CopyFileRangeCopier {
   uint64_t fallback_jobs() const { return fallback_jobs_.load(std::memory_order_relaxed); }
 
  private:
-  // Copies `job` in the kernel; false if the kernel refuses before copying anything.
-  bool CopyInKernel(CopyJob& job);
+  // Copies `job` in the kernel; the errno by which the kernel refused before
+  // copying anything, else 0.
+  int CopyInKernel(CopyJob& job);
   void Run(CopyJob& job);
 
   FileDevice& source_;
   FileDevice& dest_;
+  const std::function<void(const absl::Status&)> on_fallback_;
   std::atomic<bool> kernel_refuses_{false};
   std::atomic<uint64_t> fallback_jobs_{0};
   BufferedCopier<FileDevice, FileDevice> fallback_;

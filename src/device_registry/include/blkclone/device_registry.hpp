@@ -10,6 +10,7 @@
 //       blkclone::OpenDeviceByName("nbd+unix:///disk?socket=/run/nbd.sock", {.backend = backend}));
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -51,10 +52,13 @@ absl::StatusOr<AnyBlockDevice> OpenDeviceByName(const std::string& name,
 
 // The fastest copier between two devices this library opened: io_uring's
 // linked read and write between two UringDevices, copy_file_range between two
-// FileDevices, a BufferedCopier (`buffered`) otherwise. Where the fast one
-// cannot be made, `note` (if given) gets why, and the result is buffered.
-// Both devices must outlive the copier.
+// FileDevices, a BufferedCopier (`buffered`) otherwise. A fallback to buffers
+// is told to `log` (if set) in one line: when the io_uring copier cannot
+// start (then, while choosing), or when the kernel first refuses
+// copy_file_range between the two files (then, on a copier thread). Both
+// devices must outlive the copier.
 AnyCopier FastestCopier(AnyBlockDevice& source, AnyBlockDevice& destination,
-                        const BufferedCopierOptions& buffered, std::string* note = nullptr);
+                        const BufferedCopierOptions& buffered,
+                        std::function<void(const std::string& line)> log = nullptr);
 
 }  // namespace blkclone
