@@ -90,6 +90,9 @@ void SubmitStamped(D& device, uint64_t region_size, RecordingClock& clock, UserO
     case Op::kRead:
       status = ReadAt(device, offset, op.read_data);
       break;
+    case Op::kBlockStatus:
+      status = DescribeAllocation(device, offset, length).status();
+      break;
   }
   op.acknowledged = clock.Tick();
   op.ok = status.ok();

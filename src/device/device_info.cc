@@ -18,6 +18,8 @@ absl::string_view OpName(Op op) {
       return "discard";
     case Op::kWriteZeroes:
       return "write-zeroes";
+    case Op::kBlockStatus:
+      return "block-status";
   }
   return "unknown-op";
 }
@@ -43,10 +45,16 @@ absl::Status ValidateRequest(const DeviceInfo& info, const Request& request) {
   if (request.op == Op::kWriteZeroes && !caps.write_zeroes)
     return absl::UnimplementedError(
         absl::StrCat(Describe(request), ": device cannot write zeroes"));
+  if (request.op == Op::kBlockStatus && !caps.block_status)
+    return absl::UnimplementedError(
+        absl::StrCat(Describe(request), ": device cannot describe its allocation"));
+  if (request.op == Op::kBlockStatus && request.extents == nullptr)
+    return absl::InvalidArgumentError(absl::StrCat(Describe(request), ": no extent list"));
   if (ModifiesData(request.op) && caps.read_only)
     return absl::FailedPreconditionError(absl::StrCat(Describe(request), ": device is read-only"));
   if ((request.flags & ~(kFua | kPreflush)) != 0 ||
-      (request.op == Op::kRead && request.flags != kNoFlags))
+      ((request.op == Op::kRead || request.op == Op::kBlockStatus) &&
+       request.flags != kNoFlags))
     return absl::InvalidArgumentError(absl::StrCat(Describe(request), ": invalid flags ",
                                                    static_cast<int>(request.flags)));
   const uint64_t block = info.logical_block_size;

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "blkclone/extents.hpp"
 
 namespace blkclone {
 
@@ -25,7 +26,8 @@ MemoryDevice::MemoryDevice(const Options& options)
             .logical_block_size = options.logical_block_size,
             .caps = options.caps},
       simulate_crashes_(options.simulate_crashes),
-      current_(options.size) {
+      current_(options.size),
+      allocated_blocks_(options.size / options.logical_block_size) {
   if (simulate_crashes_) {
     durable_.resize(options.size);
     dirty_blocks_.resize(options.size / options.logical_block_size);
@@ -51,12 +53,17 @@ absl::Status MemoryDevice::Apply(const Request& request) {
     case Op::kFlush:
       MakeAllDurable();
       return absl::OkStatus();
+    case Op::kBlockStatus:
+      DescribeAllocation(request);
+      return absl::OkStatus();
     case Op::kWrite:
       std::memcpy(target, request.data, request.length);
+      SetAllocated(request.offset, request.length, true);
       break;
     case Op::kDiscard:
     case Op::kWriteZeroes:
       std::memset(target, 0, request.length);
+      SetAllocated(request.offset, request.length, false);
       break;
   }
   if (request.flags & kFua) {
@@ -69,6 +76,20 @@ absl::Status MemoryDevice::Apply(const Request& request) {
     }
   }
   return absl::OkStatus();
+}
+
+void MemoryDevice::DescribeAllocation(const Request& request) const {
+  const uint64_t block = info_.logical_block_size;
+  request.extents->clear();
+  for (uint64_t at = request.offset; at < request.offset + request.length; at += block)
+    AppendExtent(*request.extents, at, block, !allocated_blocks_[at / block]);
+}
+
+// Whole blocks only; a block partly filled by Fill counts as data.
+void MemoryDevice::SetAllocated(uint64_t offset, uint64_t length, bool allocated) {
+  const uint64_t block = info_.logical_block_size;
+  for (uint64_t b = offset / block; b < (offset + length + block - 1) / block; ++b)
+    allocated_blocks_[b] = allocated;
 }
 
 void MemoryDevice::MakeDurable(uint64_t offset, uint64_t length) {
@@ -94,6 +115,7 @@ void MemoryDevice::SimulateCrash() {
   for (uint64_t b : dirty_list_) {
     if (!dirty_blocks_[b]) continue;
     std::memcpy(current_.data() + b * block, durable_.data() + b * block, block);
+    allocated_blocks_[b] = true;
     dirty_blocks_[b] = false;
   }
   dirty_list_.clear();
@@ -108,6 +130,7 @@ void MemoryDevice::Fill(uint64_t offset, std::span<const std::byte> bytes) {
   if (bytes.empty()) return;
   internal::MutexLock lock(mu_);
   std::memcpy(current_.data() + offset, bytes.data(), bytes.size());
+  SetAllocated(offset, bytes.size(), true);
   MakeDurable(offset, bytes.size());
 }
 

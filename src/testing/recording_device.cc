@@ -20,6 +20,7 @@ void Apply(const LogEntry& entry, std::vector<std::byte>& image) {
       break;
     case Op::kRead:
     case Op::kFlush:
+    case Op::kBlockStatus:
       break;
   }
 }

@@ -27,7 +27,7 @@ DirectDevice::DirectDevice(internal::FdFile file, DeviceInfo info, DirectIoAlign
                            int threads)
     : info_(info),
       alignment_(alignment),
-      io_(std::move(file), alignment, /*dsync_fua=*/true),
+      io_(std::move(file), info.logical_block_size, alignment, /*dsync_fua=*/true),
       workers_(threads, [this](Request& request) { request.Complete(io_.Perform(request)); }) {}
 
 void DirectDevice::Submit(Request& request) noexcept {

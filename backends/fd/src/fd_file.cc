@@ -56,6 +56,8 @@ absl::StatusOr<DeviceInfo> DescribeFdFile(const FdFile& file, uint32_t file_bloc
   info.caps.fua = FuaSupport::kEmulated;
   // A punched hole reads back as zeroes; BLKDISCARD promises nothing.
   info.caps.discard_zeroes_data = !file.is_block_device;
+  // A block device's lseek reports all data: only files have holes to tell.
+  info.caps.block_status = !file.is_block_device;
   if (info.logical_block_size < 512 || !std::has_single_bit(info.logical_block_size))
     return absl::InvalidArgumentError(absl::StrCat(file.path, ": logical block size ",
                                                    info.logical_block_size,

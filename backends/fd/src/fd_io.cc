@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "blkclone/aligned_buffer.hpp"
+#include "blkclone/internal/fd_allocation.hpp"
 #include "blkclone/internal/positional_io.hpp"
 #include "blkclone/status.hpp"
 
@@ -29,8 +30,9 @@ constexpr int kDsyncFlag = 0;
 
 }  // namespace
 
-FdIo::FdIo(FdFile file, std::optional<DirectIoAlignment> direct, bool dsync_fua)
-    : file_(std::move(file)), dsync_fua_(dsync_fua && kHasDsyncWrites) {
+FdIo::FdIo(FdFile file, uint32_t block_size, std::optional<DirectIoAlignment> direct,
+           bool dsync_fua)
+    : file_(std::move(file)), block_size_(block_size), dsync_fua_(dsync_fua && kHasDsyncWrites) {
   if (direct.has_value()) direct_.emplace(file_.fd.get(), file_.path, *direct);
 }
 
@@ -53,6 +55,9 @@ absl::Status FdIo::Perform(const Request& request) {
       return Sync();
     case Op::kRead:
       return Transfer(request, 0);
+    case Op::kBlockStatus:
+      return DescribeFileAllocation(fd(), path(), request.offset, request.length, block_size_,
+                                    *request.extents);
     case Op::kWrite:
       if (fua && dsync_fua_) return Transfer(request, kDsyncFlag);
       BLKCLONE_RETURN_IF_ERROR(Transfer(request, 0));

@@ -20,7 +20,7 @@ absl::StatusOr<std::unique_ptr<FileDevice>> FileDevice::Open(const std::string& 
 
 FileDevice::FileDevice(internal::FdFile file, DeviceInfo info, int threads)
     : info_(info),
-      io_(std::move(file), std::nullopt, /*dsync_fua=*/false),
+      io_(std::move(file), info.logical_block_size, std::nullopt, /*dsync_fua=*/false),
       workers_(threads, [this](Request& request) { request.Complete(io_.Perform(request)); }) {}
 
 void FileDevice::Submit(Request& request) noexcept {

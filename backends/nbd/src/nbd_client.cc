@@ -177,6 +177,8 @@ void NbdClient::Send(NbdClientCommand& command, const NbdWireCommand& wire) {
     case Op::kWriteZeroes:
       cookie = nbd_aio_zero(handle_, wire.length, wire.offset, callback, flags);
       break;
+    case Op::kBlockStatus:
+      break;  // not offered (caps.block_status): refused below
   }
   if (cookie == -1) {
     // Counts as answered, with the refusal as its error. A handle that died

@@ -85,6 +85,7 @@ void RbdPipeline::Issue(Operation& operation, Step step) {
         r = rbd_aio_write_zeroes(image_, request.offset, request.length, completion, 0, 0);
         break;
       case Op::kFlush:
+      case Op::kBlockStatus:  // not offered (caps.block_status)
         r = -EINVAL;  // a flush has no data step
         break;
     }

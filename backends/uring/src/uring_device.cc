@@ -161,6 +161,8 @@ class UringDevice::RingWorker final : public internal::UringLoop {
                                 static_cast<off_t>(request.offset),
                                 static_cast<off_t>(request.length));
         break;
+      case Op::kBlockStatus:
+        break;  // never reaches a ring (RingCanDo)
     }
     Tag(sqe, slot, kOperation, slot.chained_sync ? IOSQE_IO_LINK : 0);
     if (slot.chained_sync) PrepareFsync(slot, kFuaSync, 0);
@@ -274,7 +276,7 @@ UringDevice::UringDevice(internal::FdFile file, DeviceInfo info,
                          std::optional<DirectIoAlignment> alignment, const Options& options)
     : info_(info),
       max_bytes_per_sqe_(options.max_bytes_per_sqe),
-      io_(std::move(file), alignment, /*dsync_fua=*/true),
+      io_(std::move(file), info.logical_block_size, alignment, /*dsync_fua=*/true),
       workers_(options.worker_threads,
                [this](Request& request) { request.Complete(io_.Perform(request)); }) {}
 
@@ -291,6 +293,8 @@ bool UringDevice::RingCanDo(const Request& request) const {
       return !io_.is_block_device() && request.length > 0;
     case Op::kFlush:
       return true;
+    case Op::kBlockStatus:
+      return false;  // lseek(SEEK_DATA/SEEK_HOLE) on a worker
   }
   return true;
 }

@@ -19,6 +19,9 @@ struct Capabilities {
   bool discard_zeroes_data = false;  // discarded ranges read back as zeroes
   bool write_zeroes = false;         // kWriteZeroes accepted (else kUnimplemented)
   bool read_only = false;            // data-modifying ops fail with kFailedPrecondition
+  // kBlockStatus accepted (else kUnimplemented): the device tells holes from
+  // data; without it everything counts as data (see DescribeAllocation).
+  bool block_status = false;
   // Completed writes may be lost on power failure until a flush completes.
   bool volatile_write_cache = true;
   FuaSupport fua = FuaSupport::kEmulated;

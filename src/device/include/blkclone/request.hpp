@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -30,6 +31,18 @@ enum class Op : uint8_t {
   kFlush,        // makes every write completed before submission durable
   kDiscard,      // the range's content no longer matters (reads: zeroes or old data)
   kWriteZeroes,  // the range reads back as zeroes
+  kBlockStatus,  // describes how the range is stored (caps.block_status)
+};
+
+// One piece of a kBlockStatus answer. A hole reads as zeroes and holds no
+// data; everything else is data, which may read as anything (zeroes too).
+struct Extent {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  bool hole = false;
+
+  uint64_t end() const { return offset + length; }
+  friend bool operator==(const Extent&, const Extent&) = default;
 };
 
 absl::string_view OpName(Op op);
@@ -60,6 +73,10 @@ struct Request {
   uint64_t length = 0;
   // kRead: filled by the device; kWrite: only read by the device; others: unused.
   std::byte* data = nullptr;
+  // kBlockStatus: replaced by the device with extents that cover the range
+  // exactly, in order, each a whole number of logical blocks (a block holding
+  // any data is data); others: unused.
+  std::vector<Extent>* extents = nullptr;
   CompletionFn on_complete = nullptr;
   // Free for the submitter (e.g. the object that embeds this request).
   void* context = nullptr;
@@ -79,6 +96,11 @@ struct Request {
   }
   static Request WriteZeroes(uint64_t offset, uint64_t length, uint8_t flags = kNoFlags) {
     return Make(Op::kWriteZeroes, flags, offset, length, nullptr);
+  }
+  static Request BlockStatus(uint64_t offset, uint64_t length, std::vector<Extent>* extents) {
+    Request request = Make(Op::kBlockStatus, kNoFlags, offset, length, nullptr);
+    request.extents = extents;
+    return request;
   }
   static Request Make(Op op, uint8_t flags, uint64_t offset, uint64_t length, std::byte* data) {
     Request request;

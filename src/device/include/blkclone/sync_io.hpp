@@ -8,6 +8,10 @@
 #pragma once
 
 #include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 
 #include "blkclone/block_device.hpp"
 #include "blkclone/internal/mutex.hpp"
@@ -65,6 +69,26 @@ template <BlockDevice D>
 [[nodiscard]] absl::Status WriteZeroes(D& device, uint64_t offset, uint64_t length,
                                        uint8_t flags = kNoFlags) {
   return SubmitAndWait(device, Request::WriteZeroes(offset, length, flags));
+}
+
+// Where the range's data is: the device's kBlockStatus answer, or one data
+// extent for a device without caps.block_status.
+template <BlockDevice D>
+[[nodiscard]] absl::StatusOr<std::vector<Extent>> DescribeAllocation(D& device, uint64_t offset,
+                                                                     uint64_t length) {
+  std::vector<Extent> extents;
+  if (device.info().caps.block_status) {
+    absl::Status status = SubmitAndWait(device, Request::BlockStatus(offset, length, &extents));
+    if (!status.ok()) return status;
+    return extents;
+  }
+  const uint64_t size = device.info().size;
+  if (offset > size || length > size - offset)
+    return absl::OutOfRangeError(absl::StrCat("block-status at offset ", offset, " length ",
+                                              length, ": beyond the end of the device (", size,
+                                              " bytes)"));
+  if (length > 0) extents.push_back({.offset = offset, .length = length, .hole = false});
+  return extents;
 }
 
 }  // namespace blkclone

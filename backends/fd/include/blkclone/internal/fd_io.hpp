@@ -2,7 +2,7 @@
 // is what the worker threads of FileDevice and DirectDevice run, and what
 // UringDevice falls back to for the operations its rings do not do.
 //
-//   FdIo io(std::move(file), /*direct=*/std::nullopt, /*dsync_fua=*/false);
+//   FdIo io(std::move(file), 512, /*direct=*/std::nullopt, /*dsync_fua=*/false);
 //   request.Complete(io.Perform(request));  // on a thread that may block
 #pragma once
 
@@ -30,10 +30,11 @@ inline constexpr bool kHasDsyncWrites = false;
 // Thread-safe: any number of threads may Perform at once.
 class FdIo {
  public:
-  // `direct`: `file` was opened with O_DIRECT and needs this alignment; reads
-  // and writes that break it are bounced. `dsync_fua`: a FUA write is one
+  // `block_size`: the device's logical block size, the unit of kBlockStatus
+  // answers. `direct`: `file` was opened with O_DIRECT and needs this
+  // alignment; reads and writes that break it are bounced. `dsync_fua`: a FUA write is one
   // pwritev2(RWF_DSYNC) (where the build has it) instead of write + fdatasync.
-  FdIo(FdFile file, std::optional<DirectIoAlignment> direct, bool dsync_fua);
+  FdIo(FdFile file, uint32_t block_size, std::optional<DirectIoAlignment> direct, bool dsync_fua);
   FdIo(const FdIo&) = delete;
   FdIo& operator=(const FdIo&) = delete;
 
@@ -58,6 +59,7 @@ class FdIo {
   absl::Status WriteZeroes(uint64_t offset, uint64_t length);
 
   const FdFile file_;
+  const uint32_t block_size_;
   std::optional<DirectTransfer> direct_;
   const bool dsync_fua_;
 };

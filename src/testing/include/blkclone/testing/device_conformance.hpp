@@ -28,6 +28,7 @@
 
 #include "blkclone/aligned_buffer.hpp"
 #include "blkclone/block_device.hpp"
+#include "blkclone/extents.hpp"
 #include "blkclone/sync_io.hpp"
 #include "gtest/gtest.h"
 
@@ -207,6 +208,52 @@ TYPED_TEST_P(DeviceConformanceTest, DiscardAndWriteZeroesFollowTheCapabilities) 
   EXPECT_TRUE(this->ReadBack(2 * length, length) == zeroes) << "data after the range changed";
 }
 
+// kBlockStatus (caps.block_status): written ranges are data, holes read as
+// zeroes, and any sub-range gets a well-formed answer; without the capability
+// the request is refused and DescribeAllocation reports everything as data.
+TYPED_TEST_P(DeviceConformanceTest, DescribesAllocationTruthfully) {
+  auto& dev = this->device();
+  const uint64_t block = this->block(), size = this->kSize;
+  const uint64_t data_at = 256 << 10, data_length = 64 << 10, small_at = 2 << 20;
+  PatternBuffer data(data_length, 7), small(block, 8);
+  ASSERT_TRUE(WriteAt(dev, data_at, data.span()).ok());
+  ASSERT_TRUE(WriteAt(dev, small_at, small.span()).ok());
+  std::vector<Extent> answer;
+  absl::Status direct = SubmitAndWait(dev, Request::BlockStatus(0, size, &answer));
+  absl::StatusOr<std::vector<Extent>> whole = DescribeAllocation(dev, 0, size);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  if (!dev.info().caps.block_status) {
+    EXPECT_EQ(direct.code(), absl::StatusCode::kUnimplemented);
+    EXPECT_EQ(*whole, (std::vector<Extent>{{.offset = 0, .length = size, .hole = false}}));
+    return;
+  }
+  ASSERT_TRUE(direct.ok()) << direct;
+  for (auto [offset, length] : {std::pair<uint64_t, uint64_t>{0, size},
+                                {data_at - block, data_length + 2 * block},
+                                {data_at + block, block},
+                                {small_at - 64 * block, 128 * block}}) {
+    absl::StatusOr<std::vector<Extent>> extents = DescribeAllocation(dev, offset, length);
+    ASSERT_TRUE(extents.ok()) << extents.status();
+    EXPECT_TRUE(CheckExtents(*extents, offset, length, block).ok())
+        << CheckExtents(*extents, offset, length, block);
+    for (const Extent& extent : *extents) {
+      const bool overlaps_data = (extent.offset < data_at + data_length &&
+                                  extent.end() > data_at) ||
+                                 (extent.offset < small_at + block && extent.end() > small_at);
+      if (overlaps_data) {
+        EXPECT_FALSE(extent.hole) << "written data reported as a hole at " << extent.offset;
+      }
+      if (!extent.hole) continue;
+      PatternBuffer zeroes(extent.length), read = this->ReadBack(extent.offset, extent.length);
+      std::memset(zeroes.data(), 0, zeroes.size());
+      EXPECT_TRUE(read == zeroes) << "hole at " << extent.offset << " does not read as zeroes";
+    }
+  }
+  EXPECT_EQ(DescribeAllocation(dev, size, block).status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(SubmitAndWait(dev, Request::BlockStatus(0, block, nullptr)).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TYPED_TEST_P(DeviceConformanceTest, ServesConcurrentSubmittersExactlyOnce) {
   constexpr int kThreads = 4, kPerThread = 64, kInFlight = 8;
   const uint64_t block = this->block();
@@ -257,6 +304,7 @@ REGISTER_TYPED_TEST_SUITE_P(DeviceConformanceTest, DescribesAConsistentGeometry,
                             RejectsMisalignedRequests, TransfersLargeRequestsWhole,
                             FlushedAndFuaDataSurviveACrash,
                             DiscardAndWriteZeroesFollowTheCapabilities,
+                            DescribesAllocationTruthfully,
                             ServesConcurrentSubmittersExactlyOnce);
 
 }  // namespace blkclone::testing

@@ -20,8 +20,8 @@
 
 namespace blkclone {
 
-// Op's enumerators are dense from kRead to kWriteZeroes.
-inline constexpr size_t kOpCount = static_cast<size_t>(Op::kWriteZeroes) + 1;
+// Op's enumerators are dense from kRead to kBlockStatus.
+inline constexpr size_t kOpCount = static_cast<size_t>(Op::kBlockStatus) + 1;
 
 // One T per Op, indexed by the op.
 template <class T>
@@ -48,6 +48,7 @@ void ForwardCopy(Inner& inner, Request& request, Done done) noexcept {
   auto* forwarded = new Forwarded{
       Request::Make(request.op, request.flags, request.offset, request.length, request.data),
       &request, std::move(done)};
+  forwarded->copy.extents = request.extents;
   forwarded->copy.context = forwarded;
   forwarded->copy.on_complete = [](Request& copy, absl::Status status) {
     std::unique_ptr<Forwarded> owned(static_cast<Forwarded*>(copy.context));

@@ -41,7 +41,7 @@ class OpSet {
     for (Op op : ops) bits_ |= Bit(op);
   }
   static constexpr OpSet All() {
-    return {Op::kRead, Op::kWrite, Op::kFlush, Op::kDiscard, Op::kWriteZeroes};
+    return {Op::kRead, Op::kWrite, Op::kFlush, Op::kDiscard, Op::kWriteZeroes, Op::kBlockStatus};
   }
   constexpr bool Contains(Op op) const { return (bits_ & Bit(op)) != 0; }
 

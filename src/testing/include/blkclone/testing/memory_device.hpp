@@ -1,5 +1,8 @@
 // MemoryDevice: a BlockDevice in RAM, with optional power-failure simulation.
 //
+// It is thin like a sparse file: blocks never written, discarded or zeroed are
+// holes, and kBlockStatus reports them (a block a crash restored counts as data).
+//
 // With `simulate_crashes`, the device keeps what is durable apart from what was
 // only written: flushes and FUA writes make data durable, and SimulateCrash()
 // forgets everything else, as a disk with a volatile write cache loses it on
@@ -31,6 +34,7 @@ class MemoryDevice {
     Capabilities caps = {.discard = true,
                          .discard_zeroes_data = true,
                          .write_zeroes = true,
+                         .block_status = true,
                          .volatile_write_cache = true,
                          .fua = FuaSupport::kNative};
   };
@@ -53,6 +57,9 @@ class MemoryDevice {
   MemoryDevice(const Options& options);
 
   absl::Status Apply(const Request& request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DescribeAllocation(const Request& request) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetAllocated(uint64_t offset, uint64_t length, bool allocated)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MakeDurable(uint64_t offset, uint64_t length) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MakeAllDurable() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -60,6 +67,7 @@ class MemoryDevice {
   const bool simulate_crashes_;
   mutable internal::Mutex mu_;
   std::vector<std::byte> current_ ABSL_GUARDED_BY(mu_);
+  std::vector<bool> allocated_blocks_ ABSL_GUARDED_BY(mu_);  // of current_
   // Only with simulate_crashes: what survives a crash, and which blocks differ.
   std::vector<std::byte> durable_ ABSL_GUARDED_BY(mu_);
   std::vector<bool> dirty_blocks_ ABSL_GUARDED_BY(mu_);
