@@ -2,27 +2,16 @@
 #include "rbd_allocation.hpp"
 
 #include <algorithm>
-#include <utility>
 
 #include "blkclone/extents.hpp"
 
 namespace blkclone::internal {
 namespace {
 
-// What rbd_diff_iterate2 reported as data, widened to whole blocks and
-// clipped to the range asked for.
-struct DataRanges {
-  uint64_t offset, end, block;
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;  // [begin, end)
-};
-
+// Collects what rbd_diff_iterate2 reports as data.
 int OnDiff(uint64_t offset, size_t length, int exists, void* arg) {
   if (exists == 0) return 0;  // removed since the start: a hole
-  DataRanges& data = *static_cast<DataRanges*>(arg);
-  const uint64_t begin = std::max(offset / data.block * data.block, data.offset);
-  const uint64_t end =
-      std::min((offset + length + data.block - 1) / data.block * data.block, data.end);
-  if (begin < end) data.ranges.emplace_back(begin, end);
+  static_cast<std::vector<Extent>*>(arg)->push_back({.offset = offset, .length = length});
   return 0;
 }
 
@@ -41,25 +30,17 @@ int CanUseObjectMap(rbd_image_t image, bool& whole_object) {
 
 int DescribeImageAllocation(rbd_image_t image, uint64_t offset, uint64_t length, uint64_t block,
                             std::vector<Extent>& extents) {
-  extents.clear();
   bool whole_object = false;
   if (const int r = CanUseObjectMap(image, whole_object); r < 0) return r;
-  DataRanges data{.offset = offset, .end = offset + length, .block = block, .ranges = {}};
+  std::vector<Extent> data;
   if (const int r = rbd_diff_iterate2(image, /*fromsnapname=*/nullptr, offset, length,
                                       /*include_parent=*/1, whole_object ? 1 : 0, &OnDiff, &data);
       r < 0)
     return r;
   // librbd reports object by object, which striping may put out of order.
-  std::sort(data.ranges.begin(), data.ranges.end());
-  uint64_t described = offset;  // everything before it is in `extents`
-  for (auto [begin, end] : data.ranges) {
-    begin = std::max(begin, described);
-    if (end <= begin) continue;
-    AppendExtent(extents, described, begin - described, /*hole=*/true);
-    AppendExtent(extents, begin, end - begin, /*hole=*/false);
-    described = end;
-  }
-  AppendExtent(extents, described, data.end - described, /*hole=*/true);
+  std::sort(data.begin(), data.end(),
+            [](const Extent& a, const Extent& b) { return a.offset < b.offset; });
+  extents = RoundExtents(data, offset, length, block);
   return 0;
 }
 
