@@ -339,15 +339,17 @@ TEST_F(RbdAllocationTest, AClonesParentDataIsData) {
 }
 
 // What a clone does to the holes of a sparse source on an RBD destination:
-// write-zeroes (discard does not promise zeroes) must read as zeroes and
-// leave no data behind, over data and over holes, aligned or not.
-TEST_F(RbdAllocationTest, WriteZeroesLeavesTheImageThin) {
+// write-zeroes (discard does not promise zeroes: librbd skips the pieces of a
+// discard below its granularity) must read as zeroes and leave no data
+// behind, over data and over holes, aligned or not; so must a discard of
+// whole objects.
+TEST_F(RbdAllocationTest, ZeroingLeavesTheImageThin) {
   for (const uint64_t features : {kWithFastDiff, kWithoutFastDiff}) {
     auto device = OpenOrFail(SparseImage(features), {.writable = true});
     ASSERT_NE(device, nullptr);
     EXPECT_TRUE(device->info().caps.write_zeroes);
     EXPECT_FALSE(device->info().caps.discard_zeroes_data);
-    ASSERT_TRUE(WriteZeroes(*device, kWholeAt, kObject).ok());
+    ASSERT_TRUE(Discard(*device, kWholeAt, kObject).ok());
     ASSERT_TRUE(WriteZeroes(*device, 10 * kObject, kObject).ok());
     ASSERT_TRUE(WriteZeroes(*device, 0, 3 * kObject).ok());
     ASSERT_TRUE(WriteZeroes(*device, 6 * kObject + 512, 4096).ok());
