@@ -88,6 +88,7 @@ rbd import --no-progress src4.img rbd/sparse-up
 expect 0 create sparse-up --metadata meta4.img --dest rbd:rbd/sparse-up --source sparse-up.img \
   --region-size 64K --ceph-conf "$conf"
 expect 0 hydrate sparse-up
+contains out "hydrated clone sparse-up: 12.0 MiB of data copied and 52.0 MiB of holes zeroed"
 expect 0 finalize sparse-up
 rbd export --no-progress rbd/sparse-up exported-up.img
 cmp sparse-up.img exported-up.img
@@ -101,6 +102,8 @@ truncate -s 1M meta5.img
 expect 0 create sparse-down --metadata meta5.img --dest dst5.img --source rbd:rbd/sparse-down \
   --region-size 64K --ceph-conf "$conf"
 expect 0 hydrate sparse-down
+# The image itself says where its data is (rbd_diff_iterate2).
+contains out "hydrated clone sparse-down: 8.0 MiB of data copied and 72.0 MiB of holes zeroed"
 expect 0 finalize sparse-down
 cmp sparse-down.img dst5.img
 thin "$(allocated dst5.img)" $((8 << 20)) "dst5.img"
