@@ -74,7 +74,6 @@ sparse_image() {
       dd of="$file" bs=1M seek=$((at >> 20)) iflag=fullblock conv=notrunc status=none
   done
 }
-allocated() { du --block-size=1 "$1" | cut -f 1; }
 rbd_used() { rbd du --format json "$1" | grep -o '"used_size":[0-9]*' | head -n 1 | cut -d : -f 2; }
 # thin USED DATA WHAT: USED bytes are at most 1.1 times DATA.
 thin() {

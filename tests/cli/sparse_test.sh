@@ -13,7 +13,6 @@ sparse_image() {
   done
   dd if=/dev/zero of="$1" bs=1M seek=20 count=1 conv=notrunc status=none
 }
-allocated() { du --block-size=1 "$1" | cut -f1; }
 
 sparse_image src.img
 truncate -s 64M dst.img
