@@ -4,7 +4,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "blkclone/internal/nbd_block_status.hpp"
+#include "blkclone/internal/nbd_client_block_status.hpp"
 #include "blkclone/status.hpp"
 
 namespace blkclone::internal {

@@ -1,5 +1,5 @@
 // Rounding a server's block status answer to whole blocks.
-#include "blkclone/internal/nbd_block_status.hpp"
+#include "blkclone/internal/nbd_client_block_status.hpp"
 
 #include "blkclone/extents.hpp"
 
