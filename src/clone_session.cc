@@ -31,6 +31,9 @@ class CloneSession::Events final : public CloneEvents {
     Note([]() {});
     if (user_ != nullptr) user_->OnHydrationComplete();
   }
+  void OnSourceAllocationUnknown(const absl::Status& cause) override {
+    if (user_ != nullptr) user_->OnSourceAllocationUnknown(cause);
+  }
 
   absl::Status mode_cause() const {
     internal::MutexLock lock(mu_);
@@ -174,7 +177,8 @@ absl::StatusOr<std::unique_ptr<CloneSession>> CloneSession::Start(
                            *session->metadata_,
                            {.discard_passdown = options.discard_passdown,
                             .commit_interval = options.commit_interval,
-                            .events = session->events_.get()}));
+                            .events = session->events_.get(),
+                            .skip_holes = options.skip_holes}));
   const CloneGeometry& geometry = session->clone_->geometry();
   session->hydrated_bytes_at_open_ =
       std::min(session->metadata_->map().CountSet() * geometry.region_size, geometry.source_size);

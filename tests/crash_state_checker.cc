@@ -89,7 +89,7 @@ UserOp RestartWrite(uint64_t first, uint64_t blocks, uint8_t flags, int64_t valu
 CrashStateChecker::CrashStateChecker(std::span<const std::byte> source,
                                      const CloneGeometry& geometry)
     : geometry_(geometry), source_memory_(*MemoryDevice::Create({.size = source.size()})) {
-  source_memory_->Fill(0, source);
+  source_memory_->FillData(source);
   source_ = std::make_unique<Guard>(*source_memory_, [](const Request& r) {
     ADD_FAILURE() << "the source received a " << OpName(r.op);
   });
@@ -206,13 +206,13 @@ std::string CrashStateChecker::CheckRestart(const Bytes& meta_image, const Bytes
 }
 
 CrashBench::CrashBench(uint64_t size, uint64_t region_size)
-    : source_data(RandomBytes(size, 1)),
+    : source_data(SparseBytes(size, region_size, 1)),
       source_memory(*MemoryDevice::Create({.size = size})),
       source(*source_memory,
              [](const Request& r) { ADD_FAILURE() << "the source received a " << OpName(r.op); }),
       geometry(*MakeCloneGeometry(source_memory->info(), source_memory->info(), region_size)),
       checker(source_data, geometry) {
-  source_memory->Fill(0, source_data);
+  source_memory->FillData(source_data);
   // Each state allocates and frees device images of a few hundred KiB: kept
   // in the heap rather than mapped afresh each time, the replay runs several
   // times faster.

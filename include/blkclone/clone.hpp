@@ -5,6 +5,10 @@
 // source. A write to an unhydrated region first hydrates it (or, when it covers
 // the whole region, is the hydration); writes arriving meanwhile wait behind
 // that single hydration. Discards mark whole regions hydrated without copying.
+// Holes of the source (caps.block_status) are not copied: a hydration zeroes
+// them on the destination cheaply and copies only the data around them, and
+// reads of unhydrated holes return zeroes without reading the source. The
+// clone answers kBlockStatus itself, from both devices.
 // FLUSH and FUA commit the metadata when the map changed since the last
 // commit, after flushing the destination. The source is only ever read.
 //
@@ -30,8 +34,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <memory>
+#include <optional>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "blkclone/block_device.hpp"
@@ -39,12 +46,15 @@
 #include "blkclone/clone_listener.hpp"
 #include "blkclone/copier.hpp"
 #include "blkclone/events.hpp"
+#include "blkclone/extents.hpp"
 #include "blkclone/internal/clone_parts.hpp"
 #include "blkclone/internal/mutex.hpp"
 #include "blkclone/internal/object_pool.hpp"
 #include "blkclone/metadata.hpp"
+#include "blkclone/source_allocation.hpp"
 #include "blkclone/status.hpp"
 #include "blkclone/sync_io.hpp"
+#include "blkclone/zeroes.hpp"
 
 namespace blkclone {
 
@@ -55,6 +65,21 @@ struct CloneOptions {
   std::chrono::milliseconds commit_interval{1000};
   // Receives mode changes (and, with a hydrator, hydration events); may be null.
   CloneEvents* events = nullptr;
+  // Ask the source where its holes are, when it can tell, so that hydration
+  // zeroes them instead of copying and reads of them need no source read.
+  bool skip_holes = true;
+  // The source is asked a window of this many bytes at a time, and the
+  // answers for at most `allocation_windows_kept` windows are kept.
+  uint64_t allocation_window = SourceAllocationOptions().window;
+  size_t allocation_windows_kept = SourceAllocationOptions().max_windows;
+};
+
+// Part of the map, for DescribeHydration: a run of bytes all hydrated or not.
+struct RangeState {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  bool hydrated = false;
+  friend bool operator==(const RangeState&, const RangeState&) = default;
 };
 
 template <BlockDevice Source, BlockDevice Dest, Copier CopierT>
@@ -105,7 +130,9 @@ class Clone {
     io->failed.store(false, std::memory_order_relaxed);
     io->status = absl::OkStatus();
     io->after_preflush = (user.flags & kPreflush) != 0 && user.op != Op::kFlush;
-    if (user.op == Op::kFlush || io->after_preflush) {
+    if (user.op == Op::kBlockStatus) {
+      DescribeStorage(*io);
+    } else if (user.op == Op::kFlush || io->after_preflush) {
       StartFlush(*io);
     } else {
       Dispatch(*io);
@@ -142,32 +169,95 @@ class Clone {
   void SetListener(CloneListener* listener) { listener_.store(listener, std::memory_order_release); }
 
   // Starts a background copy of the unhydrated regions from `first` on, at
-  // most `max_count` of them, stopping at the first region that is hydrated or
-  // being hydrated. Returns how many regions it started (0: none to copy
-  // there); the end is reported by CloneListener::OnHydrationDone. Fails in ro
-  // and Fail modes and once the clone is closing.
+  // most `max_count` of them (more when they are holes of the source, which
+  // cost no copy), stopping at the first region that is hydrated or being
+  // hydrated. Returns how many regions it started (0: none to copy there);
+  // the end is reported by CloneListener::OnHydrationDone. May first wait for
+  // the source to say where its holes are there. Fails in ro and Fail modes
+  // and once the clone is closing.
   absl::StatusOr<uint64_t> StartBackgroundHydration(uint64_t first, uint64_t max_count) {
-    Hydration* hydration;
-    {
+    return StartHydration(first, max_count, /*background=*/true);
+  }
+
+  // Hydrates every region overlapping [offset, offset + length) and waits
+  // until they are (a prefetch, such as NBD_CMD_CACHE). Fails with the error
+  // of a copy that failed, in ro and Fail modes and once closing.
+  [[nodiscard]] absl::Status HydrateRange(uint64_t offset, uint64_t length) {
+    if (offset > geometry_.source_size || length > geometry_.source_size - offset)
+      return absl::OutOfRangeError(absl::StrCat("hydrate range at offset ", offset, " length ",
+                                                length, ": beyond the end of the clone (",
+                                                geometry_.source_size, " bytes)"));
+    if (length == 0) return absl::OkStatus();
+    const uint64_t end = (offset + length - 1) / geometry_.region_size + 1;
+    for (uint64_t region = RegionOf(offset);;) {
+      region = metadata_.map().FindNextUnset(region);
+      if (region >= end) return absl::OkStatus();
+      BLKCLONE_ASSIGN_OR_RETURN(uint64_t started,
+                                StartHydration(region, end - region, /*background=*/false));
       internal::MutexLock lock(mu_);
-      if (closing_) return absl::FailedPreconditionError("the clone is closed");
-      if (mode_ != CloneMode::kReadWrite) return ModeError(Op::kWrite);
-      const RegionMap& map = metadata_.map();
-      uint64_t count = 0;
-      const uint64_t end = std::min(geometry_.region_count, first + max_count);
-      while (first + count < end && !map.IsSet(first + count)) ++count;
-      if (count == 0) return 0;
-      // Stop before any region a hydration in flight already covers.
-      while (Hydration* in_flight = FindHydration(first, first + count)) {
-        if (in_flight->first_region <= first) return 0;
-        count = in_flight->first_region - first;
+      hydration_done_cv_.Wait(mu_, [this, region]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return FindHydration(region, region + 1) == nullptr;
+      });
+      if (!metadata_.map().IsSet(region)) {
+        if (mode_ != CloneMode::kReadWrite) return ModeError(Op::kWrite);
+        if (started > 0) return last_hydration_error_;  // ours failed
       }
-      hydration = NewHydrationLocked(first, count);
-      hydration->background = true;
+      if (started > 0) region += started;
     }
-    const uint64_t started = hydration->region_count;
-    StartCopy(*hydration);
-    return started;
+  }
+
+  // Which bytes of [offset, offset + length) are hydrated, as runs in order.
+  std::vector<RangeState> DescribeHydration(uint64_t offset, uint64_t length) const {
+    std::vector<RangeState> runs;
+    const uint64_t end = std::min(offset + length, geometry_.source_size);
+    for (uint64_t at = offset; at < end;) {
+      const bool hydrated = metadata_.map().IsSet(RegionOf(at));
+      uint64_t next = std::min((RegionOf(at) + 1) * geometry_.region_size, end);
+      if (!runs.empty() && runs.back().hydrated == hydrated) {
+        runs.back().length += next - at;
+      } else {
+        runs.push_back({.offset = at, .length = next - at, .hydrated = hydrated});
+      }
+      at = next;
+    }
+    return runs;
+  }
+
+  // Bytes of source data (what hydration copies) in regions not yet
+  // hydrated, and in all. Waits for the source to describe every window.
+  struct DataBytes {
+    uint64_t unhydrated = 0;
+    uint64_t total = 0;
+  };
+  DataBytes CountDataBytes() {
+    DataBytes bytes;
+    std::vector<Extent> extents;
+    for (uint64_t at = 0; at < geometry_.source_size; at += allocation_.window()) {
+      const uint64_t length = std::min(allocation_.window(), geometry_.source_size - at);
+      do {
+        allocation_.WaitUntilKnown(at);
+      } while (!allocation_.Lookup(at, length, extents));  // forgotten meanwhile: ask again
+      for (const Extent& extent : extents) {
+        if (extent.hole && SparseHydration()) continue;
+        bytes.total += extent.length;
+        for (uint64_t b = extent.offset; b < extent.end();) {
+          const uint64_t next = std::min((RegionOf(b) + 1) * geometry_.region_size, extent.end());
+          if (!metadata_.map().IsSet(RegionOf(b))) bytes.unhydrated += next - b;
+          b = next;
+        }
+      }
+    }
+    return bytes;
+  }
+
+  // Data copied from the source and holes zeroed by this clone's hydrations.
+  uint64_t copied_bytes() const {
+    internal::MutexLock lock(mu_);
+    return copied_bytes_;
+  }
+  uint64_t zeroed_bytes() const {
+    internal::MutexLock lock(mu_);
+    return zeroed_bytes_;
   }
 
   // Frees the region map's memory once everything is hydrated, at the first
@@ -216,7 +306,17 @@ class Clone {
         piece_limit_(PieceLimit(source.info(), dest.info(), info_.logical_block_size)),
         discard_passdown_(options.discard_passdown && dest.info().caps.discard),
         commit_interval_(options.commit_interval),
-        events_(options.events) {
+        events_(options.events),
+        skip_holes_(options.skip_holes && source.info().caps.block_status),
+        zeroing_op_(ThinZeroingOp(dest.info().caps)),
+        allocation_(geometry_.source_size, info_.logical_block_size, geometry_.region_size,
+                    skip_holes_ ? SourceAllocation::SubmitFn([this](Request& r) { source_.Submit(r); })
+                                : nullptr,
+                    [events = options.events](const absl::Status& cause) {
+                      if (events != nullptr) events->OnSourceAllocationUnknown(cause);
+                    },
+                    {.window = options.allocation_window,
+                     .max_windows = options.allocation_windows_kept}) {
     committer_ = std::thread([this] { CommitLoop(); });
   }
 
@@ -230,6 +330,7 @@ class Clone {
                  .discard_zeroes_data = false,
                  .write_zeroes = dest.caps.write_zeroes,
                  .read_only = false,
+                 .block_status = true,
                  .volatile_write_cache = true,
                  .fua = FuaSupport::kEmulated}};
   }
@@ -290,6 +391,10 @@ class Clone {
   void Route(Piece& piece) {
     if (piece.down.op == Op::kRead) {
       if (metadata_.map().IsSet(piece.region)) return SubmitDown(piece, dest_);
+      if (IsSourceHole(piece.down.offset, piece.down.length)) {
+        std::memset(piece.down.data, 0, piece.down.length);
+        return FinishPiece(piece, absl::OkStatus());
+      }
       if (CloneListener* listener = listener_.load(std::memory_order_acquire))
         listener->OnUnhydratedRead(piece.region);
       return SubmitDown(piece, source_);
@@ -363,11 +468,69 @@ class Clone {
     return hydration;
   }
 
+  absl::StatusOr<uint64_t> StartHydration(uint64_t first, uint64_t max_count, bool background) {
+    if (first < geometry_.region_count && SparseHydration()) {
+      // Within one window of the source's answer, and past a batch over holes.
+      allocation_.WaitUntilKnown(first * geometry_.region_size);
+      const uint64_t window_regions = allocation_.window() / geometry_.region_size;
+      max_count = std::min(std::max(max_count, HoleRegionsFrom(first)),
+                           (first / window_regions + 1) * window_regions - first);
+    }
+    Hydration* hydration;
+    {
+      internal::MutexLock lock(mu_);
+      if (closing_) return absl::FailedPreconditionError("the clone is closed");
+      if (mode_ != CloneMode::kReadWrite) return ModeError(Op::kWrite);
+      const RegionMap& map = metadata_.map();
+      uint64_t count = 0;
+      const uint64_t end = std::min(geometry_.region_count, first + max_count);
+      while (first + count < end && !map.IsSet(first + count)) ++count;
+      if (count == 0) return 0;
+      // Stop before any region a hydration in flight already covers.
+      while (Hydration* in_flight = FindHydration(first, first + count)) {
+        if (in_flight->first_region <= first) return 0;
+        count = in_flight->first_region - first;
+      }
+      hydration = NewHydrationLocked(first, count);
+      hydration->background = background;
+    }
+    const uint64_t started = hydration->region_count;
+    StartCopy(*hydration);
+    return started;
+  }
+
+  // Holes are zeroed rather than copied: the source tells where they are and
+  // the destination can zero without writing data.
+  bool SparseHydration() const { return skip_holes_ && zeroing_op_.has_value(); }
+
+  // Whether the source is known to read as zeroes all over the range, which
+  // lies within a region.
+  bool IsSourceHole(uint64_t offset, uint64_t length) {
+    if (!skip_holes_) return false;
+    std::optional<uint64_t> hole_end = allocation_.HoleEnd(offset);
+    return hole_end.has_value() && *hole_end >= offset + length;
+  }
+
+  // How many whole regions from `first` on are known holes of the source.
+  uint64_t HoleRegionsFrom(uint64_t first) {
+    const uint64_t offset = first * geometry_.region_size;
+    std::optional<uint64_t> hole_end = allocation_.HoleEnd(offset);
+    if (!hole_end) return 0;
+    if (*hole_end >= geometry_.source_size) return geometry_.region_count - first;
+    return (*hole_end - offset) / geometry_.region_size;
+  }
+
   void StartCopy(Hydration& hydration) {
     const uint64_t offset = hydration.first_region * geometry_.region_size;
-    hydration.job.offset = offset;
-    hydration.job.length =
+    const uint64_t length =
         std::min(hydration.region_count * geometry_.region_size, geometry_.source_size - offset);
+    hydration.copied_bytes = length;
+    hydration.zeroed_bytes = 0;
+    if (SparseHydration() && allocation_.Lookup(offset, length, hydration.extents) &&
+        HoleBytes(hydration.extents) > 0)
+      return StartParts(hydration);
+    hydration.job.offset = offset;
+    hydration.job.length = length;
     hydration.job.context = &hydration;
     hydration.job.on_complete = &OnCopyDone;
     hydration.job.background = hydration.background;
@@ -377,6 +540,58 @@ class Clone {
   static void OnCopyDone(CopyJob& job, absl::Status status) {
     Hydration& hydration = *static_cast<Hydration*>(job.context);
     (void)static_cast<Clone*>(hydration.owner)->FinishHydration(hydration, std::move(status));
+  }
+
+  // A range with holes: each hole is zeroed on the destination, each run of
+  // data copied; the hydration ends with its last part. The zeroing is as
+  // volatile as a write: the commit that marks the range flushes it first.
+  void StartParts(Hydration& hydration) {
+    hydration.copies.clear();
+    hydration.zeroings.clear();
+    hydration.copied_bytes = hydration.zeroed_bytes = 0;
+    for (const Extent& extent : hydration.extents) {
+      if (extent.hole) {
+        hydration.zeroings.push_back(
+            Request::Make(*zeroing_op_, kNoFlags, extent.offset, extent.length, nullptr));
+        hydration.zeroings.back().context = &hydration;
+        hydration.zeroings.back().on_complete = &OnZeroingDone;
+        hydration.zeroed_bytes += extent.length;
+        continue;
+      }
+      CopyJob& job = hydration.copies.emplace_back();
+      job.offset = extent.offset;
+      job.length = extent.length;
+      job.context = &hydration;
+      job.on_complete = &OnPartCopied;
+      job.background = hydration.background;
+      hydration.copied_bytes += extent.length;
+    }
+    hydration.part_failed.store(false, std::memory_order_relaxed);
+    hydration.part_status = absl::OkStatus();
+    // The last part may end the hydration inside its call: count first, and
+    // touch nothing of the hydration after submitting it.
+    const size_t zeroings = hydration.zeroings.size(), copies = hydration.copies.size();
+    hydration.parts_left.store(static_cast<uint32_t>(zeroings + copies),
+                               std::memory_order_relaxed);
+    Request* zeroing = hydration.zeroings.data();
+    CopyJob* copy = hydration.copies.data();
+    for (size_t i = 0; i < zeroings; ++i) dest_.Submit(zeroing[i]);
+    for (size_t i = 0; i < copies; ++i) copier_.Copy(copy[i]);
+  }
+
+  static void OnZeroingDone(Request& request, absl::Status status) {
+    Hydration& hydration = *static_cast<Hydration*>(request.context);
+    static_cast<Clone*>(hydration.owner)->FinishPart(hydration, std::move(status));
+  }
+  static void OnPartCopied(CopyJob& job, absl::Status status) {
+    Hydration& hydration = *static_cast<Hydration*>(job.context);
+    static_cast<Clone*>(hydration.owner)->FinishPart(hydration, std::move(status));
+  }
+  void FinishPart(Hydration& hydration, absl::Status status) {
+    if (!status.ok() && !hydration.part_failed.exchange(true, std::memory_order_relaxed))
+      hydration.part_status = std::move(status);
+    if (hydration.parts_left.fetch_sub(1, std::memory_order_acq_rel) == 1)
+      (void)FinishHydration(hydration, std::move(hydration.part_status));
   }
 
   static void OnOverwriteDone(Request& down, absl::Status status) {
@@ -396,12 +611,19 @@ class Clone {
     const bool was_copy = !hydration.overwrite;
     const bool background = hydration.background;
     const uint64_t first = hydration.first_region, count = hydration.region_count;
+    const uint64_t copied = was_copy ? hydration.copied_bytes : 0;
     {
       internal::MutexLock lock(mu_);
       if (status.ok() && mode_ != CloneMode::kReadWrite) status = ModeError(Op::kWrite);
       if (status.ok()) {
         metadata_.MarkHydrated(hydration.first_region, hydration.region_count);
         ++mark_seq_;
+        if (was_copy) {
+          copied_bytes_ += copied;
+          zeroed_bytes_ += hydration.zeroed_bytes;
+        }
+      } else {
+        last_hydration_error_ = status;
       }
       hydrations_.erase(hydrations_.iterator_to(hydration));
       hydrating_regions_ -= hydration.region_count;
@@ -420,11 +642,76 @@ class Clone {
       }
     }
     if (CloneListener* listener = listener_.load(std::memory_order_acquire))
-      listener->OnHydrationDone(background, first, count, status);
+      listener->OnHydrationDone(background, first, count, status.ok() ? copied : 0, status);
     internal::MutexLock lock(mu_);
     --active_hydrations_;
+    hydration_done_cv_.SignalAll();
     SignalIfDrained();
     return status;
+  }
+
+  // ---- Block status ----
+
+  // A kBlockStatus: hydrated runs are asked of the destination, the others of
+  // the source (a device that cannot tell reports data); the answers, joined
+  // in order and in whole blocks of the clone, complete the request.
+  void DescribeStorage(UserIo& io) {
+    const Request& user = *io.user;
+    auto* query = new internal::StorageQuery;
+    query->owner = this;
+    query->io = &io;
+    const std::vector<RangeState> runs = DescribeHydration(user.offset, user.length);
+    query->parts.resize(runs.size());
+    for (size_t i = 0; i < runs.size(); ++i) {
+      internal::StorageQuery::Part& part = query->parts[i];
+      part.request = Request::BlockStatus(runs[i].offset, runs[i].length, &part.extents);
+      part.request.context = query;
+      part.request.on_complete = &OnStoragePart;
+    }
+    const size_t parts = runs.size();
+    if (parts == 0) return FinishStorageQuery(*query);
+    query->parts_left.store(static_cast<uint32_t>(parts), std::memory_order_relaxed);
+    for (size_t i = 0; i < parts; ++i) {
+      Request& request = query->parts[i].request;
+      if (runs[i].hydrated) {
+        SubmitStatus(dest_, request);
+      } else {
+        SubmitStatus(source_, request);
+      }
+    }
+  }
+
+  template <class Device>
+  static void SubmitStatus(Device& device, Request& request) {
+    if (device.info().caps.block_status) return device.Submit(request);
+    *request.extents = {{.offset = request.offset, .length = request.length, .hole = false}};
+    request.Complete(absl::OkStatus());
+  }
+
+  static void OnStoragePart(Request& request, absl::Status status) {
+    auto& query = *static_cast<internal::StorageQuery*>(request.context);
+    if (!status.ok() && !query.failed.exchange(true, std::memory_order_relaxed))
+      query.status = std::move(status);
+    if (query.parts_left.fetch_sub(1, std::memory_order_acq_rel) == 1)
+      static_cast<Clone*>(query.owner)->FinishStorageQuery(query);
+  }
+
+  void FinishStorageQuery(internal::StorageQuery& query) {
+    std::unique_ptr<internal::StorageQuery> owned(&query);
+    UserIo& io = *query.io;
+    absl::Status status = std::move(query.status);
+    if (status.ok()) {
+      std::vector<Extent>& out = *io.user->extents;
+      out.clear();
+      for (const internal::StorageQuery::Part& part : query.parts) {
+        status = CheckExtents(part.extents, part.request.offset, part.request.length, 1);
+        if (!status.ok()) break;
+        for (const Extent& extent : RoundExtents(part.extents, part.request.offset,
+                                                 part.request.length, info_.logical_block_size))
+          AppendExtent(out, extent.offset, extent.length, extent.hole);
+      }
+    }
+    CompleteUser(io, std::move(status));
   }
 
   // ---- Discards ----
@@ -651,6 +938,9 @@ class Clone {
   const bool discard_passdown_;
   const std::chrono::milliseconds commit_interval_;
   CloneEvents* const events_;
+  const bool skip_holes_;
+  const std::optional<Op> zeroing_op_;  // how the destination zeroes a hole
+  SourceAllocation allocation_;
   std::atomic<CloneListener*> listener_{nullptr};
 
   internal::ObjectPool<UserIo> ios_;
@@ -663,6 +953,10 @@ class Clone {
   uint64_t active_hydrations_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t active_ios_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t listener_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  internal::CondVar hydration_done_cv_;  // every hydration's end
+  absl::Status last_hydration_error_ ABSL_GUARDED_BY(mu_);
+  uint64_t copied_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t zeroed_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool release_map_ ABSL_GUARDED_BY(mu_) = false;
   internal::CondVar drained_cv_;
   // Every MarkHydrated bumps mark_seq_; a commit that sealed at sequence S

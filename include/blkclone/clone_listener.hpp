@@ -23,10 +23,10 @@ class CloneListener {
   virtual void OnUnhydratedRead(uint64_t region) = 0;
   // The last user request in flight completed.
   virtual void OnUserIdle() = 0;
-  // Any hydration (background or triggered by a write) finished; background
-  // ones also report their regions and result.
+  // Any hydration (background or triggered by a write) finished, having read
+  // `copied_bytes` of data from the source (holes are zeroed, not copied).
   virtual void OnHydrationDone(bool background, uint64_t first_region, uint64_t region_count,
-                               const absl::Status& status) = 0;
+                               uint64_t copied_bytes, const absl::Status& status) = 0;
 };
 
 }  // namespace blkclone

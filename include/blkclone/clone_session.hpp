@@ -70,6 +70,9 @@ struct SessionOptions {
   uint64_t rate_limit = 0;  // bytes per second of background copying; 0: unlimited
   bool discard_passdown = true;
   std::chrono::milliseconds commit_interval{1000};
+  // Zero the source's holes on the destination instead of copying them
+  // (CloneOptions::skip_holes).
+  bool skip_holes = true;
   // Makes the copier for the session's devices (which outlive it), e.g.
   // FastestCopier (device_registry.hpp); unset: a BufferedCopier with
   // kSessionBufferedCopier.

@@ -36,6 +36,9 @@ class CloneEvents {
   virtual void OnHydrationComplete() {}
   // Background hydration gave up after repeated copy failures of `region`.
   virtual void OnHydrationStopped(uint64_t /*region*/, const absl::Status& /*cause*/) {}
+  // Once, when the source failed to say where its holes are: from then on
+  // everything is copied, as from a source that cannot tell.
+  virtual void OnSourceAllocationUnknown(const absl::Status& /*cause*/) {}
 };
 
 }  // namespace blkclone

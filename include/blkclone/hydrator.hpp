@@ -18,7 +18,9 @@
 //     `max_consecutive_failures` in a row background hydration stops and
 //     CloneEvents::OnHydrationStopped names the region and the error (dm-clone
 //     retries forever); Restart() or Enable() starts it again;
-//   - progress: hydrated regions and bytes, the recent copy rate, an ETA;
+//   - progress: hydrated regions and bytes, data and holes apart (holes of
+//     the source are zeroed, not copied), the recent copy rate, and an ETA
+//     over the data still to copy;
 //   - once everything is hydrated the region map's memory is released.
 //
 //   blkclone::Hydrator hydrator(*clone, {.threshold = 64, .batch_size = 16}, &events);
@@ -63,7 +65,15 @@ struct HydrationProgress {
   uint64_t total_regions = 0;
   uint64_t hydrated_bytes = 0;
   uint64_t total_bytes = 0;
-  double bytes_per_second = 0;        // copied over the last few seconds
+  // Once the source has described itself (data_known): its data, which
+  // hydration copies, and its holes, which it zeroes; how much of each is
+  // hydrated (an estimate while user writes hydrate regions too).
+  bool data_known = false;
+  uint64_t data_bytes = 0;
+  uint64_t hole_bytes = 0;
+  uint64_t hydrated_data_bytes = 0;
+  uint64_t hydrated_hole_bytes = 0;
+  double bytes_per_second = 0;        // data copied over the last few seconds
   std::optional<double> eta_seconds;  // only while hydration runs and moves
   bool enabled = false;
   bool complete = false;
@@ -82,6 +92,7 @@ class Hydrator final : public CloneListener {
         threshold_(options.threshold), batch_size_(std::max<uint64_t>(options.batch_size, 1)) {
     clone_.SetListener(this);
     thread_ = std::thread([this] { Run(); });
+    count_thread_ = std::thread([this] { CountData(); });
   }
 
   // Stops scheduling and waits for the copies it started.
@@ -92,6 +103,7 @@ class Hydrator final : public CloneListener {
       WakeLocked();
     }
     thread_.join();
+    count_thread_.join();
     internal::MutexLock lock(mu_);
     cv_.Wait(mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return in_flight_ == 0; });
     clone_.SetListener(nullptr);
@@ -133,11 +145,24 @@ class Hydrator final : public CloneListener {
     p.total_bytes = geometry.source_size;
     p.hydrated_bytes = std::min(hydrated * geometry.region_size, geometry.source_size);
     if (hydrated == geometry.region_count) p.hydrated_bytes = geometry.source_size;
+    const uint64_t copied = clone_.copied_bytes();
     internal::MutexLock lock(mu_);
+    uint64_t to_copy = p.total_bytes - p.hydrated_bytes;
+    if (data_) {
+      // Data copied since the count left the regions it found unhydrated.
+      to_copy = hydrated == geometry.region_count
+                    ? 0
+                    : data_->unhydrated - std::min(data_->unhydrated, copied - copied_before_count_);
+      p.data_known = true;
+      p.data_bytes = data_->total;
+      p.hole_bytes = p.total_bytes - data_->total;
+      p.hydrated_data_bytes = data_->total - to_copy;
+      p.hydrated_hole_bytes = p.hydrated_bytes - std::min(p.hydrated_bytes, p.hydrated_data_bytes);
+    }
     p.bytes_per_second = RateLocked(Clock::now());
     // No ETA while hydration does not run, whatever it copied lately.
     if (p.bytes_per_second > 0 && enabled_ && !stopped_ && !completed_ && threshold_ > 0)
-      p.eta_seconds = static_cast<double>(p.total_bytes - p.hydrated_bytes) / p.bytes_per_second;
+      p.eta_seconds = static_cast<double>(to_copy) / p.bytes_per_second;
     p.enabled = enabled_;
     p.complete = completed_;
     p.stopped = stopped_;
@@ -175,17 +200,12 @@ class Hydrator final : public CloneListener {
     internal::MutexLock lock(mu_);
     WakeLocked();
   }
-  void OnHydrationDone(bool background, uint64_t first, uint64_t count,
+  void OnHydrationDone(bool background, uint64_t first, uint64_t count, uint64_t copied_bytes,
                        const absl::Status& status) override {
     std::optional<absl::Status> stopped;
     {
       internal::MutexLock lock(mu_);
-      const auto& geometry = clone_.geometry();
-      if (status.ok()) {
-        const uint64_t offset = first * geometry.region_size;
-        copied_.push_back({Clock::now(), std::min(count * geometry.region_size,
-                                                  geometry.source_size - offset)});
-      }
+      if (copied_bytes > 0) copied_.push_back({Clock::now(), copied_bytes});
       if (background) {
         in_flight_ -= count;
         if (status.ok()) {
@@ -253,6 +273,16 @@ class Hydrator final : public CloneListener {
     consecutive_failures_ = 0;
     retry_at_ = Clock::time_point();
     retry_region_ = std::nullopt;
+  }
+
+  // Counts the source's data once, for the progress (asking the source for
+  // every window, beside the copying).
+  void CountData() {
+    const uint64_t before = clone_.copied_bytes();
+    const auto data = clone_.CountDataBytes();
+    internal::MutexLock lock(mu_);
+    copied_before_count_ = before;
+    data_ = data;
   }
 
   // Bytes copied over the last kRateWindow, per second of that window, or of
@@ -367,7 +397,10 @@ class Hydrator final : public CloneListener {
   absl::flat_hash_map<uint64_t, uint32_t> read_counts_ ABSL_GUARDED_BY(mu_);
   std::deque<Copied> copied_ ABSL_GUARDED_BY(mu_);
   Clock::time_point first_copy_at_ ABSL_GUARDED_BY(mu_);
+  std::optional<typename CloneT::DataBytes> data_ ABSL_GUARDED_BY(mu_);
+  uint64_t copied_before_count_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;
+  std::thread count_thread_;
 };
 
 }  // namespace blkclone

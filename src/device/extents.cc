@@ -1,6 +1,8 @@
 // kBlockStatus answers: building and checking them.
 #include "blkclone/extents.hpp"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace blkclone {
@@ -31,6 +33,26 @@ absl::Status CheckExtents(std::span<const Extent> extents, uint64_t offset, uint
     return absl::InternalError(absl::StrCat("block status: extents end at ", at, ", expected ",
                                             offset + length));
   return absl::OkStatus();
+}
+
+std::vector<Extent> RoundExtents(std::span<const Extent> extents, uint64_t offset, uint64_t length,
+                                 uint64_t block) {
+  std::vector<Extent> rounded;
+  const uint64_t end = offset + length;
+  uint64_t described = offset;  // everything before it is in `rounded`
+  const auto describe_up_to = [&](uint64_t up_to, bool hole) {
+    up_to = std::min(up_to, end);
+    if (up_to <= described) return;
+    AppendExtent(rounded, described, up_to - described, hole);
+    described = up_to;
+  };
+  for (const Extent& extent : extents) {
+    if (extent.hole || extent.end() <= offset || extent.offset >= end) continue;
+    describe_up_to(std::max(extent.offset, offset) / block * block, /*hole=*/true);
+    describe_up_to((extent.end() + block - 1) / block * block, /*hole=*/false);
+  }
+  describe_up_to(end, /*hole=*/true);
+  return rounded;
 }
 
 uint64_t HoleBytes(std::span<const Extent> extents) {

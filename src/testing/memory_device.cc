@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "blkclone/extents.hpp"
+#include "blkclone/zeroes.hpp"
 
 namespace blkclone {
 
@@ -132,6 +133,14 @@ void MemoryDevice::Fill(uint64_t offset, std::span<const std::byte> bytes) {
   std::memcpy(current_.data() + offset, bytes.data(), bytes.size());
   SetAllocated(offset, bytes.size(), true);
   MakeDurable(offset, bytes.size());
+}
+
+void MemoryDevice::FillData(std::span<const std::byte> bytes) {
+  const uint64_t block = info_.logical_block_size;
+  for (uint64_t at = 0; at < bytes.size(); at += block) {
+    std::span<const std::byte> piece = bytes.subspan(at, std::min<uint64_t>(block, bytes.size() - at));
+    if (!IsAllZeroes(piece)) Fill(at, piece);
+  }
 }
 
 }  // namespace blkclone

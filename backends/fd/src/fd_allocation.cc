@@ -29,23 +29,16 @@ absl::StatusOr<uint64_t> Seek(int fd, const std::string& path, uint64_t from, ui
 
 absl::Status DescribeFileAllocation(int fd, const std::string& path, uint64_t offset,
                                     uint64_t length, uint64_t block, std::vector<Extent>& extents) {
-  extents.clear();
   const uint64_t end = offset + length;
-  uint64_t described = offset;  // everything before it is in `extents`
-  const auto describe_up_to = [&](uint64_t up_to, bool hole) {
-    if (up_to <= described) return;
-    AppendExtent(extents, described, up_to - described, hole);
-    described = up_to;
-  };
+  std::vector<Extent> data;
   for (uint64_t at = offset; at < end;) {
-    BLKCLONE_ASSIGN_OR_RETURN(const uint64_t data, Seek(fd, path, at, end, SEEK_DATA));
-    describe_up_to(data / block * block, /*hole=*/true);
-    if (data == end) break;
-    BLKCLONE_ASSIGN_OR_RETURN(const uint64_t hole, Seek(fd, path, data, end, SEEK_HOLE));
-    describe_up_to(std::min((hole + block - 1) / block * block, end), /*hole=*/false);
-    at = std::max(hole, data + 1);  // always moves, even if the file changes meanwhile
+    BLKCLONE_ASSIGN_OR_RETURN(const uint64_t data_at, Seek(fd, path, at, end, SEEK_DATA));
+    if (data_at == end) break;
+    BLKCLONE_ASSIGN_OR_RETURN(const uint64_t hole_at, Seek(fd, path, data_at, end, SEEK_HOLE));
+    data.push_back({.offset = data_at, .length = std::max(hole_at, data_at + 1) - data_at});
+    at = data.back().end();  // always moves, even if the file changes meanwhile
   }
-  describe_up_to(end, /*hole=*/true);
+  extents = RoundExtents(data, offset, length, block);
   return absl::OkStatus();
 }
 

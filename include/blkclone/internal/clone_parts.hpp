@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "blkclone/copier.hpp"
@@ -55,7 +56,32 @@ struct Hydration {
   bool background = false;  // started by the scheduler, not by a write
   WaitList waiters;  // writes and discards that wait for it
   CopyJob job;
+  // A range with holes is hydrated in parts: copies of its data, zeroing of
+  // its holes, planned from `extents`.
+  std::vector<Extent> extents;
+  std::vector<CopyJob> copies;
+  std::vector<Request> zeroings;
+  std::atomic<uint32_t> parts_left{0};
+  std::atomic<bool> part_failed{false};
+  absl::Status part_status;   // the first part error, read after the last part
+  uint64_t copied_bytes = 0;  // of data read from the source
+  uint64_t zeroed_bytes = 0;  // of holes zeroed on the destination
   boost::intrusive::set_member_hook<> index_hook;
+};
+
+// A kBlockStatus of the clone: one question per run of hydrated (to the
+// destination) or unhydrated (to the source) regions.
+struct StorageQuery {
+  struct Part {
+    Request request;
+    std::vector<Extent> extents;
+  };
+  void* owner = nullptr;  // the Clone
+  UserIo* io = nullptr;
+  std::vector<Part> parts;
+  std::atomic<uint32_t> parts_left{0};
+  std::atomic<bool> failed{false};
+  absl::Status status;  // the first error, read after the last part
 };
 
 struct HydrationKeyLess {

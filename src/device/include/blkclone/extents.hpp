@@ -25,6 +25,11 @@ void AppendExtent(std::vector<Extent>& extents, uint64_t offset, uint64_t length
 [[nodiscard]] absl::Status CheckExtents(std::span<const Extent> extents, uint64_t offset,
                                         uint64_t length, uint64_t block);
 
+// `extents` (sorted, contiguous) restricted to [offset, offset + length) and
+// coarsened to whole `block`s: a block holding any data becomes data.
+std::vector<Extent> RoundExtents(std::span<const Extent> extents, uint64_t offset, uint64_t length,
+                                 uint64_t block);
+
 // Bytes of holes in `extents`.
 uint64_t HoleBytes(std::span<const Extent> extents);
 

@@ -1,7 +1,7 @@
 // ReadOnlyGuard: proves that code never modifies a device, e.g. that a clone
 // never writes, discards or flushes its source.
 //
-// Reads pass through. Anything else (write, discard, write-zeroes, flush, or a
+// Reads and block-status questions pass through. Anything else (write, discard, write-zeroes, flush, or a
 // request carrying kFua or kPreflush) is a violation: the guard reports it to
 // the callback, counts it and fails the request with kFailedPrecondition without
 // touching the inner device. info() is the inner device's, unchanged: the code
@@ -35,7 +35,7 @@ class ReadOnlyGuard {
 
   const DeviceInfo& info() const { return inner_.info(); }
   void Submit(Request& request) noexcept {
-    if (request.op == Op::kRead && request.flags == kNoFlags) {
+    if ((request.op == Op::kRead || request.op == Op::kBlockStatus) && request.flags == kNoFlags) {
       inner_.Submit(request);
       return;
     }

@@ -52,6 +52,8 @@ class MemoryDevice {
   std::vector<std::byte> Contents() const;
   // Overwrites the content, durably, bypassing the request path (test set-up).
   void Fill(uint64_t offset, std::span<const std::byte> bytes);
+  // Fill from offset 0 of a fresh device, leaving the all-zero blocks holes.
+  void FillData(std::span<const std::byte> bytes);
 
  private:
   MemoryDevice(const Options& options);
