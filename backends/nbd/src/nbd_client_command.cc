@@ -4,7 +4,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "blkclone/internal/nbd_client_block_status.hpp"
+#include "blkclone/extents.hpp"
 #include "blkclone/status.hpp"
 
 namespace blkclone::internal {
@@ -30,12 +30,20 @@ NbdClientCommand::Stage MainOrAfter(const NbdClientCommand& command, const NbdFe
 
 // How much of the operation is done once its command on the wire succeeded:
 // what was sent, or for a block status what the server's answer described,
-// which may be less than was asked (the rest is asked again).
-uint64_t DoneAfterMain(const NbdClientCommand& command, const NbdFeatures& features) {
+// which may be less than was asked (the rest is asked again). The answer is
+// in bytes and goes into the request's extents in whole blocks: a block
+// holding any data is data, and so is one the answer stops inside.
+uint64_t DoneAfterMain(NbdClientCommand& command, const NbdFeatures& features) {
   const Request& request = *command.request;
   if (request.op != Op::kBlockStatus) return command.done + command.sent_length;
-  return AppendAnswerInBlocks(command.answer, features.block_size, *request.extents) -
-         request.offset;
+  const uint64_t block = features.block_size;
+  const uint64_t start = request.offset + command.done;
+  const uint64_t answered = command.answer.back().end();
+  const uint64_t end = (answered + block - 1) / block * block;
+  AppendExtent(command.answer, answered, end - answered, /*hole=*/false);
+  for (const Extent& extent : RoundExtents(command.answer, start, end - start, block))
+    AppendExtent(*request.extents, extent.offset, extent.length, extent.hole);
+  return end - request.offset;
 }
 
 }  // namespace
