@@ -55,6 +55,31 @@ TEST(BufferedCopierTest, CopiesExactlyTheRangeInManyChunks) {
   EXPECT_EQ(copied[kSize - 2 * 4096], std::byte{0});
 }
 
+// Zero detection: an all-zero chunk is zeroed thinly (a hole on the memory
+// device), never written, and reads back as zeroes over stale content.
+TEST(BufferedCopierTest, ZeroChunksAreZeroedNotWritten) {
+  constexpr uint64_t kSize = 64 << 10;
+  for (bool detect : {true, false}) {
+    auto source = *MemoryDevice::Create({.size = kSize});
+    auto dest = *MemoryDevice::Create({.size = kSize});
+    std::vector<std::byte> data = RandomBytes(kSize, 3);
+    std::fill(data.begin() + 16384, data.begin() + 32768, std::byte{0});  // chunks 4 and 5
+    data[40000] = std::byte{0};                                           // not a whole chunk
+    source->Fill(0, data);
+    dest->Fill(0, RandomBytes(kSize, 4));
+    BufferedCopier copier(*source, *dest, {.chunk_size = 8192, .detect_zeroes = detect});
+    CopyResult result;
+    Start(copier, result, 0, kSize);
+    ASSERT_TRUE(result.status.ok()) << result.status;
+    EXPECT_EQ(dest->Contents(), data);
+    EXPECT_EQ(copier.zeroed_chunks(), detect ? 2u : 0u);
+    const std::vector<Extent> holes = {{0, 16384, false}, {16384, 16384, true},
+                                       {32768, kSize - 32768, false}};
+    const std::vector<Extent> dense = {{0, kSize, false}};
+    EXPECT_EQ(*DescribeAllocation(*dest, 0, kSize), detect ? holes : dense);
+  }
+}
+
 TEST(BufferedCopierTest, ReportsSourceErrorsAndLeavesTheRestUntouched) {
   auto source = *MemoryDevice::Create({.size = 1 << 20});
   auto dest = *MemoryDevice::Create({.size = 1 << 20});

@@ -18,6 +18,7 @@
 
 #include "blkclone/clone.hpp"
 #include "blkclone/clone_geometry.hpp"
+#include "blkclone/extents.hpp"
 #include "blkclone/in_memory_metadata.hpp"
 #include "blkclone/internal/mutex.hpp"
 #include "blkclone/sync_io.hpp"
@@ -149,6 +150,30 @@ TEST_F(UringCopierTest, CopiesManyConcurrentJobsExactlyWithinItsBound) {
   EXPECT_LE(stats.max_in_flight, 4u);
   EXPECT_GE(stats.max_in_flight, 2u) << "chunks were not pipelined";
   EXPECT_EQ(stats.fallback_jobs, 0u);
+}
+
+// Zero detection: all-zero chunks become punched holes over stale content.
+TEST_F(UringCopierTest, ZeroChunksArePunchedNotWritten) {
+  constexpr uint64_t kSize = 1 << 20, kChunk = 64 << 10;
+  for (bool detect : {true, false}) {
+    Bytes source_bytes = RandomBytes(kSize, 5);
+    std::fill(source_bytes.begin() + 2 * kChunk, source_bytes.begin() + 4 * kChunk, std::byte{0});
+    source_bytes[5 * kChunk + 7] = std::byte{0};
+    BLKCLONE_ASSIGN_DEVICE_OR_SKIP(auto source, UringDevice::Open(NewFile(source_bytes), {}));
+    const std::string dest_path = NewFile(RandomBytes(kSize, 6));
+    BLKCLONE_ASSIGN_DEVICE_OR_SKIP(auto dest, UringDevice::Open(dest_path, {}));
+    BLKCLONE_ASSIGN_DEVICE_OR_SKIP(
+        auto copier, UringCopier::Create(*source, *dest,
+                                         {.chunk_size = kChunk, .detect_zeroes = detect}));
+    JobSet jobs;
+    jobs.Add(0, kSize);
+    copier->Copy(jobs.job(0));
+    jobs.Wait();
+    ASSERT_TRUE(jobs.status(0).ok()) << jobs.status(0);
+    EXPECT_TRUE(FileBytes(dest_path, kSize) == source_bytes);
+    EXPECT_EQ(copier->stats().zeroed_chunks, detect ? 2u : 0u);
+    EXPECT_EQ(HoleBytes(*DescribeAllocation(*dest, 0, kSize)), detect ? 2 * kChunk : 0u);
+  }
 }
 
 TEST_F(UringCopierTest, CopiesWithPlainBuffersToo) {

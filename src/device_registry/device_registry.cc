@@ -128,7 +128,9 @@ AnyCopier FastestCopier(AnyBlockDevice& source, AnyBlockDevice& destination,
       from != nullptr && to != nullptr) {
     absl::StatusOr<std::unique_ptr<UringCopier>> uring = UringCopier::Create(
         *from, *to,
-        {.chunk_size = buffered.chunk_size, .max_in_flight = buffered.max_in_flight});
+        {.chunk_size = buffered.chunk_size,
+         .max_in_flight = buffered.max_in_flight,
+         .detect_zeroes = buffered.detect_zeroes});
     if (uring.ok()) return AnyCopier(*std::move(uring), "io_uring");
     if (log)
       log(absl::StrCat("the io_uring copier failed to start (", uring.status().message(),

@@ -1,6 +1,9 @@
-// UringCopier: chunks of copy jobs as linked read -> write pairs on one ring.
+// UringCopier: chunks of copy jobs as linked read -> write pairs on one ring;
+// with zero detection, the read first, then a write or, for all zeroes, a
+// fallocate that zeroes the destination range thinly.
 #include "blkclone/uring_copier.hpp"
 
+#include <linux/falloc.h>
 #include <sys/uio.h>
 
 #include <algorithm>
@@ -12,14 +15,15 @@
 #include "blkclone/aligned_buffer.hpp"
 #include "blkclone/internal/uring_loop.hpp"
 #include "blkclone/status.hpp"
+#include "blkclone/zeroes.hpp"
 #include "boost/intrusive/list.hpp"
 
 namespace blkclone {
 namespace {
 
 constexpr int kSource = 0, kDest = 1;  // fixed-file indexes
-constexpr std::array<int, 4> kCopyOps = {IORING_OP_READ, IORING_OP_WRITE, IORING_OP_READ_FIXED,
-                                         IORING_OP_WRITE_FIXED};
+constexpr std::array<int, 5> kCopyOps = {IORING_OP_READ, IORING_OP_WRITE, IORING_OP_READ_FIXED,
+                                         IORING_OP_WRITE_FIXED, IORING_OP_FALLOCATE};
 
 bool IsTransient(int32_t result) { return result == -EAGAIN || result == -EINTR; }
 
@@ -33,6 +37,14 @@ uint32_t DirectMemoryAlignment(const UringDevice& device) {
   return alignment.has_value() ? alignment->memory : 1;
 }
 
+// The fallocate mode that zeroes a range of `dest` thinly; 0: none to use.
+int ZeroingMode(const UringDevice& dest, bool detect_zeroes) {
+  if (!detect_zeroes) return 0;
+  std::optional<Op> op = ThinZeroingOp(dest.info().caps);
+  if (!op) return 0;
+  return (*op == Op::kDiscard ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) | FALLOC_FL_KEEP_SIZE;
+}
+
 }  // namespace
 
 // The ring and its thread. A chunk holds one buffer while its SQEs are in
@@ -40,12 +52,15 @@ uint32_t DirectMemoryAlignment(const UringDevice& device) {
 // JobState. All of it belongs to the loop thread; posted_ to mu_.
 class UringCopier::Engine final : public internal::UringLoop {
  public:
+  // `zeroing_mode`: the fallocate mode for chunks read as all zeroes; 0
+  // writes them like any other.
   Engine(internal::Ring ring, AlignedBuffer buffers, uint64_t chunk_size, int chunks,
-         bool fixed_buffers)
+         bool fixed_buffers, int zeroing_mode)
       : UringLoop(std::move(ring)),
         buffers_(std::move(buffers)),
         chunk_size_(chunk_size),
         fixed_buffers_(fixed_buffers),
+        zeroing_mode_(zeroing_mode),
         chunks_(chunks),
         jobs_(chunks) {
     for (int i = 0; i < chunks; ++i) {
@@ -76,6 +91,7 @@ class UringCopier::Engine final : public internal::UringLoop {
   uint64_t max_in_flight() const { return max_in_flight_.load(std::memory_order_relaxed); }
   uint64_t short_transfers() const { return short_transfers_.load(std::memory_order_relaxed); }
   uint64_t retries() const { return retries_.load(std::memory_order_relaxed); }
+  uint64_t zeroed_chunks() const { return zeroed_chunks_.load(std::memory_order_relaxed); }
 
  private:
   enum Role : uint64_t { kRead = 1, kWrite = 2, kRoleMask = 7 };
@@ -97,6 +113,8 @@ class UringCopier::Engine final : public internal::UringLoop {
     uint32_t read_asked = 0, write_asked = 0;
     int pending = 0;  // CQEs still to come
     bool chained_read = false;
+    bool write_queued = false;  // the write (or zeroing) is on the ring
+    bool zeroes = false;        // read as all zeroes: zeroed, not written
     int32_t read_result = 0, write_result = 0;
   };
 
@@ -129,6 +147,7 @@ class UringCopier::Engine final : public internal::UringLoop {
       chunk.offset = job.offset + current_->next;
       chunk.length = static_cast<uint32_t>(std::min(chunk_size_, job.length - current_->next));
       chunk.read_done = chunk.write_done = 0;
+      chunk.zeroes = false;
       current_->next += chunk.length;
       ++current_->outstanding;
       if (current_->next == job.length) current_ = nullptr;
@@ -153,12 +172,14 @@ class UringCopier::Engine final : public internal::UringLoop {
   }
 
   // Queues what remains of the chunk: the rest of the read linked to the
-  // write of the whole buffer, or, once the read is complete, the rest of the
-  // write. A short read breaks the link and cancels the write.
+  // write of the whole buffer (with zero detection: the read alone), or, once
+  // the read is complete, the rest of the write or the zeroing. A short read
+  // breaks the link and cancels the write.
   void Launch(Chunk& chunk) {
     chunk.pending = 0;
     chunk.chained_read = chunk.read_done < chunk.length;
-    ReserveSqes(chunk.chained_read ? 2 : 1);
+    chunk.write_queued = !chunk.chained_read || zeroing_mode_ == 0;
+    ReserveSqes(chunk.chained_read + chunk.write_queued);
     if (chunk.chained_read) {
       chunk.read_asked = chunk.length - chunk.read_done;
       std::byte* at = chunk.buffer + chunk.read_done;
@@ -169,12 +190,17 @@ class UringCopier::Engine final : public internal::UringLoop {
       } else {
         io_uring_prep_read(sqe, kSource, at, chunk.read_asked, chunk.offset + chunk.read_done);
       }
-      Tag(sqe, chunk, kRead, IOSQE_IO_LINK);
+      Tag(sqe, chunk, kRead, chunk.write_queued ? IOSQE_IO_LINK : 0);
     }
+    if (!chunk.write_queued) return;
     chunk.write_asked = chunk.length - chunk.write_done;
     std::byte* at = chunk.buffer + chunk.write_done;
     io_uring_sqe* sqe = NextSqe();
-    if (fixed_buffers_) {
+    if (chunk.zeroes) {
+      io_uring_prep_fallocate(sqe, kDest, zeroing_mode_,
+                              static_cast<off_t>(chunk.offset + chunk.write_done),
+                              static_cast<off_t>(chunk.write_asked));
+    } else if (fixed_buffers_) {
       io_uring_prep_write_fixed(sqe, kDest, at, chunk.write_asked, chunk.offset + chunk.write_done,
                                 chunk.index);
     } else {
@@ -198,13 +224,25 @@ class UringCopier::Engine final : public internal::UringLoop {
       chunk.read_done += static_cast<uint32_t>(result);
       // Whatever became of the write, it must run again after the full read.
       if (chunk.read_done < chunk.length) return Launch(chunk);
+      if (!chunk.write_queued) {
+        chunk.zeroes = IsAllZeroes({chunk.buffer, chunk.length});
+        return Launch(chunk);
+      }
     }
     const int32_t result = chunk.write_result;
     const uint64_t at = chunk.offset + chunk.write_done;
     if (IsTransient(result)) return Retry(chunk);
+    if (chunk.zeroes && (result == -EOPNOTSUPP || result == -EINVAL)) {
+      chunk.zeroes = false;  // the file system cannot: write the zeroes
+      return Launch(chunk);
+    }
     if (result < 0)
       return ChunkDone(chunk,
                        ErrnoStatus(-result, "copy: write destination", at, chunk.write_asked));
+    if (chunk.zeroes) {
+      zeroed_chunks_.fetch_add(1, std::memory_order_relaxed);
+      return ChunkDone(chunk, absl::OkStatus());  // fallocate does all or nothing
+    }
     if (result == 0)
       return ChunkDone(chunk, absl::InternalError(
                                   absl::StrCat("copy: write at offset ", at, " made no progress")));
@@ -242,6 +280,7 @@ class UringCopier::Engine final : public internal::UringLoop {
   AlignedBuffer buffers_;
   const uint64_t chunk_size_;
   const bool fixed_buffers_;
+  const int zeroing_mode_;
   JobQueue posted_ ABSL_GUARDED_BY(mu_);
   JobQueue backlog_;
   std::vector<Chunk> chunks_;
@@ -253,6 +292,7 @@ class UringCopier::Engine final : public internal::UringLoop {
   std::atomic<uint64_t> max_in_flight_{0};
   std::atomic<uint64_t> short_transfers_{0};
   std::atomic<uint64_t> retries_{0};
+  std::atomic<uint64_t> zeroed_chunks_{0};
 };
 
 absl::StatusOr<std::unique_ptr<UringCopier>> UringCopier::Create(
@@ -282,8 +322,8 @@ absl::StatusOr<std::unique_ptr<UringCopier>> UringCopier::Create(
     fixed = io_uring_register_buffers(ring.get(), iovecs.data(), chunks) == 0;
   }
   std::unique_ptr<UringCopier> copier(new UringCopier(source, dest, alignment, options));
-  copier->engine_ =
-      std::make_unique<Engine>(std::move(ring), std::move(buffers), chunk_size, chunks, fixed);
+  copier->engine_ = std::make_unique<Engine>(std::move(ring), std::move(buffers), chunk_size,
+                                             chunks, fixed, ZeroingMode(dest, options.detect_zeroes));
   return copier;
 }
 
@@ -291,7 +331,10 @@ UringCopier::UringCopier(UringDevice& source, UringDevice& dest, uint32_t alignm
                          const UringCopierOptions& options)
     : limit_(std::min(source.info().size, dest.info().size)),
       alignment_(alignment),
-      fallback_(source, dest, {.chunk_size = options.chunk_size, .max_in_flight = 2}) {}
+      fallback_(source, dest,
+                {.chunk_size = options.chunk_size,
+                 .max_in_flight = 2,
+                 .detect_zeroes = options.detect_zeroes}) {}
 
 UringCopier::~UringCopier() = default;
 
@@ -315,6 +358,7 @@ UringCopier::Stats UringCopier::stats() const {
           .short_transfers = engine_->short_transfers(),
           .retries = engine_->retries(),
           .fallback_jobs = fallback_jobs_.load(std::memory_order_relaxed),
+          .zeroed_chunks = engine_->zeroed_chunks(),
           .registered_buffers = engine_->fixed_buffers()};
 }
 

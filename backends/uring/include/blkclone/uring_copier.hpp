@@ -33,6 +33,9 @@ struct UringCopierOptions {
   uint64_t chunk_size = 1 << 20;  // bytes per linked read -> write (4 KiB..64 MiB)
   int max_in_flight = 8;          // chunks, and buffers, in flight at once
   bool register_buffers = true;   // pin the buffers with io_uring_register_buffers
+  // A chunk read as all zeroes is not written: the destination range is
+  // zeroed thinly instead (BufferedCopierOptions::detect_zeroes).
+  bool detect_zeroes = true;
 };
 
 class UringCopier {
@@ -43,6 +46,7 @@ class UringCopier {
     uint64_t short_transfers = 0;  // reads and writes the kernel completed short
     uint64_t retries = 0;          // SQEs resubmitted after -EAGAIN or -EINTR
     uint64_t fallback_jobs = 0;    // jobs sent to the BufferedCopier (unaligned for O_DIRECT)
+    uint64_t zeroed_chunks = 0;    // chunks read as all zeroes and zeroed, not written
     bool registered_buffers = false;
   };
 

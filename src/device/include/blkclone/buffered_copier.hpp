@@ -1,7 +1,8 @@
 // BufferedCopier: the generic Copier for any pair of BlockDevices. It reads a
 // chunk into one of a fixed set of buffers, writes it, and moves on; at most
 // `max_in_flight` jobs run at once and the rest wait in FIFO order. Nothing is
-// allocated after construction.
+// allocated after construction. A chunk read as all zeroes is not written but
+// zeroed thinly on the destination (detect_zeroes, where it can).
 //
 //   blkclone::BufferedCopier<FileDevice, FileDevice> copier(source, dest,
 //                                                            {.chunk_size = 1 << 20});
@@ -19,6 +20,7 @@
 #include "blkclone/block_device.hpp"
 #include "blkclone/copier.hpp"
 #include "blkclone/internal/mutex.hpp"
+#include "blkclone/zeroes.hpp"
 #include "boost/intrusive/list.hpp"
 
 namespace blkclone {
@@ -26,13 +28,18 @@ namespace blkclone {
 struct BufferedCopierOptions {
   uint64_t chunk_size = 1 << 20;  // bytes read and written per step
   int max_in_flight = 8;          // jobs running at once
+  // Chunks read as all zeroes are zeroed on the destination (a punched hole
+  // or write-zeroes, ThinZeroingOp) instead of written, keeping it thin.
+  bool detect_zeroes = true;
 };
 
 template <BlockDevice Source, BlockDevice Dest>
 class BufferedCopier {
  public:
   BufferedCopier(Source& source, Dest& dest, BufferedCopierOptions options = {})
-      : source_(source), dest_(dest) {
+      : source_(source),
+        dest_(dest),
+        zeroing_op_(options.detect_zeroes ? ThinZeroingOp(dest.info().caps) : std::nullopt) {
     const uint32_t alignment = std::max<uint32_t>(
         {4096, source.info().memory_alignment, dest.info().memory_alignment});
     chunk_size_ = std::max<uint64_t>(options.chunk_size, alignment);
@@ -59,6 +66,9 @@ class BufferedCopier {
 
   BufferedCopier(const BufferedCopier&) = delete;
   BufferedCopier& operator=(const BufferedCopier&) = delete;
+
+  // Chunks read as all zeroes and zeroed rather than written, so far.
+  uint64_t zeroed_chunks() const { return zeroed_chunks_.load(std::memory_order_relaxed); }
 
   void Copy(CopyJob& job) noexcept {
     Slot* slot;
@@ -110,13 +120,21 @@ class BufferedCopier {
       const uint64_t offset = slot.job->offset + slot.done;
       std::span<std::byte> buffer(slot.buffer.data(), length);
       for (bool is_read : {true, false}) {
-        slot.request = is_read ? Request::Read(offset, buffer) : Request::Write(offset, buffer);
+        slot.request = is_read ? Request::Read(offset, buffer) : WriteOf(offset, buffer);
         if (!Submit(slot, is_read)) return std::nullopt;
         if (!slot.status.ok()) return slot.status;
       }
       slot.done += length;
     }
     return absl::OkStatus();
+  }
+
+  // What puts a chunk just read onto the destination: its write, or the
+  // zeroing of its range when it is all zeroes.
+  Request WriteOf(uint64_t offset, std::span<std::byte> chunk) {
+    if (!zeroing_op_ || !IsAllZeroes(chunk)) return Request::Write(offset, chunk);
+    zeroed_chunks_.fetch_add(1, std::memory_order_relaxed);
+    return Request::Make(*zeroing_op_, kNoFlags, offset, chunk.size(), nullptr);
   }
 
   // Returns true if the request has completed by the time Submit returned.
@@ -141,7 +159,7 @@ class BufferedCopier {
     const bool was_read = slot.request.op == Op::kRead;
     std::optional<absl::Status> result = slot.status;
     if (result->ok() && was_read) {
-      slot.request = Request::Write(slot.request.offset, {slot.request.data, slot.request.length});
+      slot.request = self.WriteOf(slot.request.offset, {slot.request.data, slot.request.length});
       if (!self.Submit(slot, false)) return;
       result = slot.status;
     }
@@ -173,6 +191,8 @@ class BufferedCopier {
 
   Source& source_;
   Dest& dest_;
+  const std::optional<Op> zeroing_op_;
+  std::atomic<uint64_t> zeroed_chunks_{0};
   uint64_t chunk_size_;
   std::vector<std::unique_ptr<Slot>> slots_;
   internal::Mutex mu_;
