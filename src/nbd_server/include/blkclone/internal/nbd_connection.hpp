@@ -95,8 +95,7 @@ class NbdConnection {
   AnyBlockDevice& device_;
   const NbdExport& spec_;
   const NbdLimits limits_;
-  NbdNegotiated negotiated_;                     // set by the handshake, before the writer starts
-  std::unique_ptr<CacheWorkers> cache_workers_;  // the reading thread's
+  NbdNegotiated negotiated_;  // set by the handshake, before the writer starts
 
   Mutex mu_;
   CondVar ready_cv_;  // a reply was queued, or reading ended
@@ -107,6 +106,9 @@ class NbdConnection {
   bool reading_done_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;  // a reply could not be sent
+  // Started by the reading thread at the first CACHE. Declared last, so that
+  // its threads are joined before anything they use is destroyed.
+  std::unique_ptr<CacheWorkers> cache_workers_;
 };
 
 }  // namespace blkclone::internal
