@@ -73,6 +73,13 @@ std::string FormatStatusJson(const CloneStatus& status) {
                        {"total", status.total_regions},
                        {"hydrating", status.hydrating_regions}};
     json["bytes"] = {{"hydrated", status.hydrated_bytes()}, {"total", status.source_size}};
+    if (const std::optional<DataAndHoles>& split = status.data_and_holes) {
+      json["bytes"]["data"] = {{"hydrated", split->hydrated_data}, {"total", split->data}};
+      json["bytes"]["holes"] = {{"hydrated", split->hydrated_holes}, {"total", split->holes}};
+    } else {
+      json["bytes"]["data"] = nullptr;  // not known
+      json["bytes"]["holes"] = nullptr;
+    }
     nlohmann::ordered_json& features = json["features"] = nlohmann::ordered_json::array();
     for (absl::string_view feature : Features(status)) features.push_back(std::string(feature));
     json["core_args"] = {{"hydration_threshold", status.hydration_threshold},
@@ -104,6 +111,12 @@ std::string FormatStatusHuman(const CloneStatus& status) {
                     " (", HumanPercent(status.hydrated_bytes(), status.source_size), "), ",
                     status.hydrated_regions, " of ", Plural(status.total_regions, "region"), " of ",
                     HumanBytes(status.region_size)));
+  if (const std::optional<DataAndHoles>& split = status.data_and_holes) {
+    line("data", absl::StrCat(HumanBytes(split->hydrated_data), " of ", HumanBytes(split->data),
+                              " copied"));
+    line("holes", absl::StrCat(HumanBytes(split->hydrated_holes), " of ",
+                               HumanBytes(split->holes), " zeroed, not copied"));
+  }
   line("hydrating", Plural(status.hydrating_regions, "region"));
   std::string hydration =
       absl::StrCat(HydrationState(status), ", threshold ", status.hydration_threshold, ", batch ",

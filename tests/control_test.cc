@@ -358,7 +358,7 @@ TEST(FormatStatusTest, Json) {
             "{\"mode\":\"rw\",\"active\":true,\"metadata\":{\"block_size\":4096,\"used_blocks\":"
             "1093,\"total_blocks\":16384},\"region_size\":4096,\"regions\":{\"hydrated\":1024,"
             "\"total\":262144,\"hydrating\":1},\"bytes\":{\"hydrated\":4194304,\"total\":"
-            "1073741824},\"features\":[\"no_discard_passdown\"],\"core_args\":{"
+            "1073741824,\"data\":null,\"holes\":null},\"features\":[\"no_discard_passdown\"],\"core_args\":{"
             "\"hydration_threshold\":1,\"hydration_batch_size\":1},\"hydration\":{\"state\":"
             "\"enabled\",\"rate_limit\":1048576,\"copy_rate\":1000,\"eta_seconds\":13,"
             "\"stop_reason\":\"say \\\"no\\\"\\n\"}}");
@@ -374,6 +374,10 @@ TEST(FormatStatusTest, JsonParsesWithEachKeyOfItsType) {
   status.stop_reason = std::string("tab\t, bell\a, quote \", bad UTF-8 \xff\xfe, \xc3\xa9");
   for (const bool with_eta : {true, false}) {
     status.eta_seconds = with_eta ? std::optional<double>(99.5) : std::nullopt;
+    status.data_and_holes =
+        with_eta ? std::optional<DataAndHoles>({.data = 7, .holes = 9, .hydrated_data = 3,
+                                                .hydrated_holes = 4})
+                 : std::nullopt;
     const std::string text = FormatStatusJson(status);
     ASSERT_TRUE(nlohmann::json::accept(text)) << text;
     const nlohmann::json json = nlohmann::json::parse(text);
@@ -386,6 +390,13 @@ TEST(FormatStatusTest, JsonParsesWithEachKeyOfItsType) {
       EXPECT_TRUE(json.at("regions").at(key).is_number_unsigned()) << key;
     EXPECT_EQ(json.at("bytes").at("hydrated"), status.hydrated_bytes());
     EXPECT_EQ(json.at("bytes").at("total"), status.source_size);
+    if (with_eta) {
+      EXPECT_EQ(json.at("bytes").at("data"), nlohmann::json({{"hydrated", 3}, {"total", 7}}));
+      EXPECT_EQ(json.at("bytes").at("holes"), nlohmann::json({{"hydrated", 4}, {"total", 9}}));
+    } else {
+      EXPECT_TRUE(json.at("bytes").at("data").is_null());
+      EXPECT_TRUE(json.at("bytes").at("holes").is_null());
+    }
     EXPECT_EQ(json.at("features"), nlohmann::json::array({"no_hydration", "no_discard_passdown"}));
     EXPECT_TRUE(json.at("core_args").at("hydration_threshold").is_number_unsigned());
     EXPECT_TRUE(json.at("core_args").at("hydration_batch_size").is_number_unsigned());
@@ -420,6 +431,13 @@ TEST(FormatStatusTest, Human) {
             "rate       2.0 MiB/s, limit none, ETA 4m16s\n"
             "discards   not passed down (no_discard_passdown)\n"
             "metadata   1093 of 16384 blocks of 4.0 KiB used\n");
+  status.data_and_holes = DataAndHoles{
+      .data = 64 << 20, .holes = 960 << 20, .hydrated_data = 32 << 20, .hydrated_holes = 480 << 20};
+  EXPECT_THAT(FormatStatusHuman(status),
+              HasSubstr("hydrated   512.0 MiB of 1.0 GiB (50.0%), 131072 of 262144 regions of "
+                        "4.0 KiB\ndata       32.0 MiB of 64.0 MiB copied\n"
+                        "holes      480.0 MiB of 960.0 MiB zeroed, not copied\nhydrating"));
+  status.data_and_holes = std::nullopt;
   status.active = false;
   status.hydrated_regions = status.total_regions - 1;
   status.hydration_stopped = true;  // completion wins over a stop

@@ -1,6 +1,7 @@
 // RbdDevice against a real single-node Ceph cluster (ctest runs this binary
 // under tests/ceph/with_cluster.sh): image specs, the conformance suite with
-// librbd's cache off and on, open errors, snapshots, requests in flight and
+// librbd's cache off and on and without fast-diff, open errors, snapshots,
+// allocation (block status) and thin zeroing, requests in flight and
 // shutdown, and clones hydrated from and into RBD images.
 #include "blkclone/rbd_device.hpp"
 
@@ -13,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "blkclone/buffered_copier.hpp"
 #include "blkclone/clone.hpp"
+#include "blkclone/extents.hpp"
 #include "blkclone/hydrator.hpp"
 #include "blkclone/in_memory_metadata.hpp"
 #include "blkclone/sync_io.hpp"
@@ -49,9 +51,15 @@ RbdTestPool* SharedPool() {
   return pool;
 }
 
+// Ceph's default features, with the object map and fast-diff, and without:
+// then block status asks every object.
+constexpr uint64_t kWithFastDiff = RBD_FEATURES_DEFAULT;
+constexpr uint64_t kWithoutFastDiff = RBD_FEATURE_LAYERING | RBD_FEATURE_EXCLUSIVE_LOCK;
+
 // Writable images for the conformance suite; a "crash" closes and reopens the
-// image, and librbd keeps nothing that close does not flush.
-template <bool kCache>
+// image, and librbd keeps nothing that close does not flush. Objects of 64 KiB,
+// so that the suite's data and holes lie in different objects.
+template <bool kCache, uint64_t kFeatures = kWithFastDiff>
 struct RbdFactory {
   using Device = RbdDevice;
   static constexpr bool kCrashLosesUnflushed = false;
@@ -59,7 +67,7 @@ struct RbdFactory {
   std::unique_ptr<RbdDevice> Create(uint64_t size) {
     RbdTestPool* pool = SharedPool();
     if (pool == nullptr) return nullptr;
-    auto created = pool->CreateImage(size);
+    auto created = pool->CreateImage(size, {.order = 16, .features = kFeatures});
     if (!created.ok()) {
       ADD_FAILURE() << created.status();
       return nullptr;
@@ -85,6 +93,9 @@ namespace testing {
 INSTANTIATE_TYPED_TEST_SUITE_P(Rbd, DeviceConformanceTest, ::testing::Types<RbdFactory<false>>);
 INSTANTIATE_TYPED_TEST_SUITE_P(RbdCached, DeviceConformanceTest,
                                ::testing::Types<RbdFactory<true>>);
+using RbdWithoutFastDiffFactory = RbdFactory<false, kWithoutFastDiff>;
+INSTANTIATE_TYPED_TEST_SUITE_P(RbdWithoutFastDiff, DeviceConformanceTest,
+                               ::testing::Types<RbdWithoutFastDiffFactory>);
 }  // namespace testing
 namespace {
 
@@ -227,6 +238,146 @@ TEST_F(RbdDeviceTest, WriteZeroesReadsBackZeroes) {
   EXPECT_EQ(std::memcmp(read.data() + 16384, content_.data() + 16384, 4096), 0);
 }
 
+// Block status and zeroing, on images of 4 MiB objects.
+class RbdAllocationTest : public RbdDeviceTest {
+ protected:
+  static constexpr uint64_t kObject = 4 << 20, kSize = 16 * kObject;
+  // Written by WriteSparse: a whole object, and 4 KiB inside another.
+  static constexpr uint64_t kWholeAt = 4 * kObject, kSmallAt = 10 * kObject + (8 << 10),
+                            kSmall = 4 << 10;
+
+  RbdImageSpec SparseImage(uint64_t features) {
+    auto spec = pool_->CreateImage(kSize, {.features = features});
+    EXPECT_TRUE(spec.ok()) << spec.status();
+    EXPECT_TRUE(pool_->Write(*spec, kWholeAt, RandomBytes(kObject, 1)).ok());
+    EXPECT_TRUE(pool_->Write(*spec, kSmallAt, RandomBytes(kSmall, 2)).ok());
+    return *spec;
+  }
+
+  // The data extents of the device's answer for the whole device, which
+  // must be well formed, with holes that read as zeroes.
+  static std::vector<Extent> DataOf(RbdDevice& device) {
+    const uint64_t size = device.info().size;
+    auto extents = DescribeAllocation(device, 0, size);
+    EXPECT_TRUE(extents.ok()) << extents.status();
+    if (!extents.ok()) return {};
+    EXPECT_TRUE(CheckExtents(*extents, 0, size, device.info().logical_block_size).ok());
+    std::vector<Extent> data;
+    for (const Extent& extent : *extents) {
+      if (!extent.hole) {
+        data.push_back(extent);
+        continue;
+      }
+      Bytes read(extent.length);
+      EXPECT_TRUE(ReadAt(device, extent.offset, read).ok());
+      EXPECT_EQ(std::count(read.begin(), read.end(), std::byte{0}), extent.length)
+          << "hole at " << extent.offset << " does not read as zeroes";
+    }
+    return data;
+  }
+};
+
+TEST_F(RbdAllocationTest, FastDiffAnswersInWholeObjects) {
+  auto device = OpenOrFail(SparseImage(kWithFastDiff), {});
+  ASSERT_NE(device, nullptr);
+  EXPECT_TRUE(device->info().caps.block_status);
+  EXPECT_EQ(DataOf(*device), (std::vector<Extent>{{.offset = kWholeAt, .length = kObject},
+                                                  {.offset = 10 * kObject, .length = kObject}}));
+  // A range inside an object gets that part of it.
+  auto part = DescribeAllocation(*device, kSmallAt + 512, 1024);
+  ASSERT_TRUE(part.ok()) << part.status();
+  EXPECT_EQ(*part, (std::vector<Extent>{{.offset = kSmallAt + 512, .length = 1024}}));
+}
+
+TEST_F(RbdAllocationTest, WithoutFastDiffEachObjectSaysWhatItHolds) {
+  auto device = OpenOrFail(SparseImage(kWithoutFastDiff), {});
+  ASSERT_NE(device, nullptr);
+  const std::vector<Extent> data = DataOf(*device);
+  ASSERT_EQ(data.size(), 2u) << ::testing::PrintToString(data);
+  EXPECT_EQ(data[0], (Extent{.offset = kWholeAt, .length = kObject}));
+  // The object store may count from the object's start: never beyond it.
+  EXPECT_GE(data[1].offset, 10 * kObject);
+  EXPECT_LE(data[1].offset, kSmallAt);
+  EXPECT_GE(data[1].end(), kSmallAt + kSmall);
+  EXPECT_LE(data[1].end(), 11 * kObject);
+}
+
+TEST_F(RbdAllocationTest, ASnapshotAnswersForItself) {
+  const RbdImageSpec spec = SparseImage(kWithFastDiff);
+  ASSERT_TRUE(pool_->Write(spec, 0, {}, "before").ok());
+  auto head = OpenOrFail(spec, {.writable = true});
+  ASSERT_NE(head, nullptr);
+  ASSERT_TRUE(WriteAt(*head, 0, RandomBytes(4096, 3)).ok());
+  ASSERT_TRUE(WriteZeroes(*head, kWholeAt, kObject).ok());
+  EXPECT_EQ(DataOf(*head), (std::vector<Extent>{{.offset = 0, .length = kObject},
+                                                {.offset = 10 * kObject, .length = kObject}}));
+  RbdImageSpec before = spec;
+  before.snapshot = "before";
+  auto snapshot = OpenOrFail(before, {});
+  ASSERT_NE(snapshot, nullptr);
+  EXPECT_EQ(DataOf(*snapshot), (std::vector<Extent>{{.offset = kWholeAt, .length = kObject},
+                                                    {.offset = 10 * kObject, .length = kObject}}));
+}
+
+TEST_F(RbdAllocationTest, AClonesParentDataIsData) {
+  for (const uint64_t features : {kWithFastDiff, kWithoutFastDiff}) {
+    RbdImageSpec parent = SparseImage(features);
+    ASSERT_TRUE(pool_->Write(parent, 0, {}, "base").ok());
+    parent.snapshot = "base";
+    auto child = pool_->CloneImage(parent, {.features = features});
+    ASSERT_TRUE(child.ok()) << child.status();
+    ASSERT_TRUE(pool_->Write(*child, 0, RandomBytes(kObject, 4)).ok());
+    auto device = OpenOrFail(*child, {});
+    ASSERT_NE(device, nullptr);
+    const std::vector<Extent> data = DataOf(*device);
+    ASSERT_EQ(data.size(), 3u) << features << ": " << ::testing::PrintToString(data);
+    EXPECT_EQ(data[0], (Extent{.offset = 0, .length = kObject})) << features;
+    EXPECT_EQ(data[1], (Extent{.offset = kWholeAt, .length = kObject})) << features;
+    EXPECT_LE(data[2].offset, kSmallAt) << features;
+    EXPECT_GE(data[2].end(), kSmallAt + kSmall) << features;
+  }
+}
+
+// What a clone does to the holes of a sparse source on an RBD destination:
+// write-zeroes (discard does not promise zeroes: librbd skips the pieces of a
+// discard below its granularity) must read as zeroes and leave no data
+// behind, over data and over holes, aligned or not; so must a discard of
+// whole objects.
+TEST_F(RbdAllocationTest, ZeroingLeavesTheImageThin) {
+  for (const uint64_t features : {kWithFastDiff, kWithoutFastDiff}) {
+    auto device = OpenOrFail(SparseImage(features), {.writable = true});
+    ASSERT_NE(device, nullptr);
+    EXPECT_TRUE(device->info().caps.write_zeroes);
+    EXPECT_FALSE(device->info().caps.discard_zeroes_data);
+    ASSERT_TRUE(Discard(*device, kWholeAt, kObject).ok());
+    ASSERT_TRUE(WriteZeroes(*device, 10 * kObject, kObject).ok());
+    ASSERT_TRUE(WriteZeroes(*device, 0, 3 * kObject).ok());
+    ASSERT_TRUE(WriteZeroes(*device, 6 * kObject + 512, 4096).ok());
+    ASSERT_TRUE(WriteZeroes(*device, 7 * kObject + (1 << 20), 3 * kObject).ok());
+    EXPECT_EQ(DataOf(*device), std::vector<Extent>{}) << features;
+  }
+}
+
+// librbd answers block status synchronously: the device must not run it
+// inside Submit, where it would block the submitter (often a completion).
+TEST_F(RbdAllocationTest, BlockStatusCompletesOffTheSubmittersThread) {
+  auto device = OpenOrFail(SparseImage(kWithFastDiff), {});
+  ASSERT_NE(device, nullptr);
+  std::vector<Extent> extents;
+  std::promise<std::thread::id> completed_on;
+  Request request = Request::BlockStatus(0, kSize, &extents);
+  request.context = &completed_on;
+  request.on_complete = [](Request& r, absl::Status status) {
+    EXPECT_TRUE(status.ok()) << status;
+    static_cast<std::promise<std::thread::id>*>(r.context)->set_value(std::this_thread::get_id());
+  };
+  std::future<std::thread::id> done = completed_on.get_future();
+  device->Submit(request);
+  ASSERT_EQ(done.wait_for(60s), std::future_status::ready);
+  EXPECT_NE(done.get(), std::this_thread::get_id());
+  EXPECT_EQ(HoleBytes(extents), kSize - 2 * kObject);
+}
+
 TEST_F(RbdDeviceTest, RequestsBeyondMaxInFlightWaitTheirTurn) {
   const RbdImageSpec spec = FilledImage(4 << 20);
   auto device = OpenOrFail(spec, {.writable = true, .max_in_flight = 2});
@@ -252,9 +403,14 @@ TEST_F(RbdDeviceTest, ClosingCompletesEveryRequestOnce) {
   auto device = OpenOrFail(spec, {.max_in_flight = 4});
   ASSERT_NE(device, nullptr);
   std::vector<Bytes> buffers(200, Bytes(16 << 10));
+  std::vector<std::vector<Extent>> answers(buffers.size());
   RequestBatch batch;
-  for (size_t i = 0; i < buffers.size(); ++i)
-    batch.Add(Request::Read((i % 256) * (16 << 10), buffers[i]));
+  for (size_t i = 0; i < buffers.size(); ++i) {
+    const uint64_t offset = (i % 256) * (16 << 10);
+    // Block status goes through the describing thread: closing waits for it too.
+    batch.Add(i % 4 == 0 ? Request::BlockStatus(offset, 16 << 10, &answers[i])
+                         : Request::Read(offset, buffers[i]));
+  }
   batch.SubmitAll(*device);
   device.reset();  // requests still waiting fail with kCancelled
   batch.Wait();

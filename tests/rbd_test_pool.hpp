@@ -1,6 +1,6 @@
 // RbdTestPool: images in the pool "rbd" of the cluster that $CEPH_CONF names
 // (tests/ceph/with_cluster.sh starts one), made and removed through librbd for
-// tests: fresh images, content written directly, snapshots.
+// tests: fresh images, content written directly, snapshots, clones.
 #pragma once
 
 #include <rados/librados.h>
@@ -17,6 +17,13 @@
 #include "blkclone/status.hpp"
 
 namespace blkclone::testing {
+
+// How an image is laid out: objects of 2^order bytes (0: librbd's 4 MiB), and
+// its features (Ceph's defaults include object-map and fast-diff).
+struct RbdImageLayout {
+  int order = 0;
+  uint64_t features = RBD_FEATURES_DEFAULT;
+};
 
 class RbdTestPool {
  public:
@@ -45,11 +52,26 @@ class RbdTestPool {
   const std::string& conf() const { return conf_; }
 
   // A new, zero-filled image with a name no other test uses.
-  absl::StatusOr<RbdImageSpec> CreateImage(uint64_t size) {
-    const std::string name = absl::StrCat("test-", ::getpid(), "-", ++images_);
-    int order = 0;
-    if (int r = rbd_create(ioctx_, name.c_str(), size, &order); r < 0)
-      return ErrnoStatus(-r, absl::StrCat("rbd_create ", name));
+  absl::StatusOr<RbdImageSpec> CreateImage(uint64_t size, RbdImageLayout layout = {}) {
+    const std::string name = NewName();
+    if (int r = rbd_create2(ioctx_, name.c_str(), size, layout.features, &layout.order); r < 0)
+      return ErrnoStatus(-r, absl::StrCat("rbd_create2 ", name));
+    return RbdImageSpec{.pool = kPool, .image = name};
+  }
+
+  // A new image cloned from `parent` (with its snapshot), which this protects.
+  absl::StatusOr<RbdImageSpec> CloneImage(const RbdImageSpec& parent, RbdImageLayout layout = {}) {
+    rbd_image_t image;
+    if (int r = rbd_open(ioctx_, parent.image.c_str(), &image, nullptr); r < 0)
+      return ErrnoStatus(-r, "rbd_open");
+    int r = rbd_snap_protect(image, parent.snapshot.c_str());
+    rbd_close(image);
+    if (r < 0) return ErrnoStatus(-r, "rbd_snap_protect");
+    const std::string name = NewName();
+    if (r = rbd_clone(ioctx_, parent.image.c_str(), parent.snapshot.c_str(), ioctx_, name.c_str(),
+                      layout.features, &layout.order);
+        r < 0)
+      return ErrnoStatus(-r, absl::StrCat("rbd_clone ", name));
     return RbdImageSpec{.pool = kPool, .image = name};
   }
 
@@ -68,6 +90,8 @@ class RbdTestPool {
 
  private:
   explicit RbdTestPool(std::string conf) : conf_(std::move(conf)) {}
+
+  std::string NewName() { return absl::StrCat("test-", ::getpid(), "-", ++images_); }
 
   const std::string conf_;
   rados_t cluster_ = nullptr;

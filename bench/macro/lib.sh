@@ -22,6 +22,9 @@ median() {
   printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
 
+# allocated FILE: the bytes the file system allocated to FILE.
+allocated() { du --block-size=1 "$1" | cut -f1; }
+
 # default_blkclone REPO: the release build's CLI if there is one, else the debug build's.
 default_blkclone() {
   local preset

@@ -32,7 +32,18 @@ absl::StatusOr<SessionOptions> Options(const ParsedArgs& args, const CloneRecord
   if (std::optional<std::string> rate = args.Get("--rate-limit")) {
     BLKCLONE_ASSIGN_OR_RETURN(options.rate_limit, ParseSize("--rate-limit", *rate));
   }
+  options.detect_zeroes = !args.Has("--no-detect-zeroes");
   return options;
+}
+
+// "  (data 12.0 MiB of 512 MiB, holes 1.0 GiB of 7.5 GiB)", once known to
+// have holes.
+std::string DataAndHoles(const HydrationProgress& progress) {
+  if (!progress.data_known || progress.hole_bytes == 0) return "";
+  return absl::StrCat("  (data ", HumanBytes(progress.hydrated_data_bytes), " of ",
+                      HumanBytes(progress.data_bytes), ", holes ",
+                      HumanBytes(progress.hydrated_hole_bytes), " of ",
+                      HumanBytes(progress.hole_bytes), ")");
 }
 
 // The one line a hydration that cannot go on ends with.
@@ -61,14 +72,15 @@ absl::StatusOr<int> RunHydrate(const ParsedArgs& args) {
   int signal = 0;
   const absl::Status hydrated =
       session->clone_session().HydrateAll([&](const HydrationProgress& now) {
-        bar.Update(now.hydrated_bytes, now.total_bytes, now.bytes_per_second, now.eta_seconds);
+        bar.Update(now.hydrated_bytes, now.total_bytes, now.bytes_per_second, now.eta_seconds,
+                   DataAndHoles(now));
         signal = signals.Wait(std::chrono::milliseconds(0));
         return signal == 0;
       });
   server.reset();
   const absl::Status closed = session->Close();
   const HydrationProgress progress = session->progress();
-  bar.Finish(progress.hydrated_bytes, progress.total_bytes);
+  bar.Finish(progress.hydrated_bytes, progress.total_bytes, DataAndHoles(progress));
   if (!hydrated.ok() && !absl::IsCancelled(hydrated)) return Blocked(record.name, hydrated);
   BLKCLONE_RETURN_IF_ERROR(closed);
   if (progress.hydrated_regions < progress.total_regions) {
@@ -83,11 +95,14 @@ absl::StatusOr<int> RunHydrate(const ParsedArgs& args) {
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const uint64_t copied = progress.hydrated_bytes - session->clone_session().hydrated_bytes_at_open();
-  std::printf("hydrated clone %s: %s copied in %.1f s (%s/s); all %llu regions hydrated\n",
-              record.name.c_str(), HumanBytes(copied).c_str(), seconds,
-              HumanBytes(static_cast<uint64_t>(copied / std::max(seconds, 0.001))).c_str(),
-              static_cast<unsigned long long>(progress.total_regions));
+  const uint64_t copied = session->clone().copied_bytes();
+  std::printf(
+      "hydrated clone %s: %s of data copied and %s of holes zeroed in %.1f s (%s/s of data); "
+      "all %llu regions hydrated\n",
+      record.name.c_str(), HumanBytes(copied).c_str(),
+      HumanBytes(session->clone().zeroed_bytes()).c_str(), seconds,
+      HumanBytes(static_cast<uint64_t>(copied / std::max(seconds, 0.001))).c_str(),
+      static_cast<unsigned long long>(progress.total_regions));
   return kExitOk;
 }
 

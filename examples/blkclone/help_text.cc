@@ -129,7 +129,7 @@ std::span<const CommandDoc> CommandDocs() {
        "is contacted: an unknown or malformed one is an error with exit status 2.",
        {kStateDir}},
       {"hydrate",
-       "NAME [--threshold N] [--batch-size N] [--rate-limit R]",
+       "NAME [--threshold N] [--batch-size N] [--rate-limit R] [--no-detect-zeroes]",
        "Hydrate a clone to completion, showing progress.",
        "Opens the clone itself (refused while serve or another command holds it) and copies "
        "every unhydrated region. On a terminal a progress bar shows the percentage, rate and "
@@ -138,7 +138,14 @@ std::span<const CommandDoc> CommandDocs() {
        "arguments say (those, dm-clone's defaults 1 and 1 unless set, pace serve's background "
        "hydration), through the fastest copier the backend has (copy_file_range for file, "
        "io_uring for uring and direct, buffers otherwise; a fallback is reported on stderr); "
-       "no_hydration does not apply. Meanwhile the control socket "
+       "no_hydration does not apply. Holes of the source are not copied: where the source can "
+       "tell where its data is (files, NBD servers offering base:allocation, RBD), hydrate "
+       "zeroes its holes on the destination (a punched hole on files, write-zeroes on block "
+       "devices and NBD) and reads only the data; chunks of data that are all zeroes are zeroed "
+       "the same way instead of written. The destination stays as thin as the source. The "
+       "progress counts data and holes apart and its ETA is over the data still to copy; a "
+       "source that fails to describe itself is copied whole, with one line on stderr. "
+       "Meanwhile the control socket "
        "answers status and messages, so `blkclone message NAME rate_limit 50M` changes the "
        "pace.\n\n"
        "The metadata is committed every second. SIGINT or SIGTERM commits it and exits with "
@@ -151,6 +158,9 @@ std::span<const CommandDoc> CommandDocs() {
         {"--rate-limit", "R",
          "Background copy bandwidth in bytes per second, with an optional K, M, G or T suffix; "
          "0 means unlimited (the default)."},
+        {"--no-detect-zeroes", "",
+         "Write chunks of zeroes read from the source like any data instead of zeroing the "
+         "destination range."},
         kBackend,
         kStateDir}},
       {"finalize",

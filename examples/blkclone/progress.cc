@@ -18,19 +18,20 @@ constexpr int kBarWidth = 24;
 Progress::Progress(std::string label)
     : label_(std::move(label)), terminal_(::isatty(STDOUT_FILENO) == 1) {}
 
-void Progress::Update(uint64_t done, uint64_t total, double rate, std::optional<double> eta) {
+void Progress::Update(uint64_t done, uint64_t total, double rate, std::optional<double> eta,
+                      const std::string& breakdown) {
   const auto now = Clock::now();
   const auto interval = terminal_ ? std::chrono::milliseconds(200) : std::chrono::seconds(1);
   if (drawn_ && now - last_ < interval) return;
   last_ = now;
   Draw(done, total,
-       absl::StrCat("  ", HumanBytes(static_cast<uint64_t>(rate)), "/s",
+       absl::StrCat(breakdown, "  ", HumanBytes(static_cast<uint64_t>(rate)), "/s",
                     eta ? absl::StrCat("  ETA ", HumanDuration(*eta)) : ""));
 }
 
-void Progress::Finish(uint64_t done, uint64_t total) {
+void Progress::Finish(uint64_t done, uint64_t total, const std::string& breakdown) {
   if (!terminal_) return;
-  Draw(done, total, "");
+  Draw(done, total, breakdown);
   std::printf("\n");
   std::fflush(stdout);
 }

@@ -16,11 +16,13 @@ class Progress {
   explicit Progress(std::string label);
 
   // Shows the state if the last update is old enough (5 per second on a
-  // terminal, 1 per second otherwise); `rate` in bytes/s.
-  void Update(uint64_t done, uint64_t total, double rate, std::optional<double> eta);
+  // terminal, 1 per second otherwise); `rate` in bytes/s; `breakdown` follows
+  // the byte counts ("  (data ... holes ...)").
+  void Update(uint64_t done, uint64_t total, double rate, std::optional<double> eta,
+              const std::string& breakdown = "");
   // On a terminal, draws the final state and ends the bar's line, so that what
   // follows starts on a line of its own.
-  void Finish(uint64_t done, uint64_t total);
+  void Finish(uint64_t done, uint64_t total, const std::string& breakdown = "");
 
  private:
   using Clock = std::chrono::steady_clock;

@@ -9,19 +9,28 @@
 
 namespace blkclone::cli {
 
-// Reports what an operator must hear about on stderr, one line each, unless
-// the command ends on these events and says why itself.
+// Reports what an operator must hear about on stderr, one line each; mode
+// changes and stopped hydration not when the command ends on them and says
+// why itself.
 class Session::EventLog final : public CloneEvents {
  public:
-  EventLog(std::string prefix, std::string name)
-      : prefix_(std::move(prefix)), name_(std::move(name)) {}
+  EventLog(std::string prefix, std::string name, bool events_end_command)
+      : prefix_(std::move(prefix)),
+        name_(std::move(name)),
+        events_end_command_(events_end_command) {}
 
   void OnModeChange(CloneMode mode, const absl::Status& cause) override {
+    if (events_end_command_) return;
     Log(absl::StrCat("metadata mode is now ", ModeName(mode), ": ", cause.message()));
   }
   void OnHydrationStopped(uint64_t region, const absl::Status& cause) override {
+    if (events_end_command_) return;
     Log(absl::StrCat("background hydration stopped at region ", region, ": ", cause.message(),
                      " (blkclone message ", name_, " restart_hydration resumes it)"));
+  }
+  void OnSourceAllocationUnknown(const absl::Status& cause) override {
+    Log(absl::StrCat("the source cannot say where its holes are (", cause.message(),
+                     "); copying all of it"));
   }
 
  private:
@@ -30,6 +39,7 @@ class Session::EventLog final : public CloneEvents {
   }
   const std::string prefix_;
   const std::string name_;
+  const bool events_end_command_;
 };
 
 HydratorOptions HydratorDefaults(const CloneTable& table) {
@@ -46,9 +56,10 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(const CloneRecord& record
   if (devices.metadata->finished())
     return absl::FailedPreconditionError(absl::StrCat(
         "clone ", record.name, ": finished; use ", record.table.destination_device, " directly"));
-  auto events = options.events_end_command
-                    ? nullptr
-                    : std::make_unique<EventLog>(options.log_prefix, record.name);
+  auto events =
+      std::make_unique<EventLog>(options.log_prefix, record.name, options.events_end_command);
+  BufferedCopierOptions buffered = kSessionBufferedCopier;
+  buffered.detect_zeroes = options.detect_zeroes;
   auto session = std::unique_ptr<Session>(
       new Session(record, std::move(devices.claims), std::move(events)));
   absl::StatusOr<std::unique_ptr<CloneSession>> opened = CloneSession::Open(
@@ -59,7 +70,7 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(const CloneRecord& record
        .copier =
            [&](AnyBlockDevice& source, AnyBlockDevice& destination) {
              return FastestCopier(
-                 source, destination, kSessionBufferedCopier,
+                 source, destination, buffered,
                  [prefix = options.log_prefix, name = record.name](const std::string& line) {
                    std::fprintf(stderr, "%sclone %s: %s\n", prefix.c_str(), name.c_str(),
                                 line.c_str());

@@ -31,6 +31,9 @@ struct SessionOptions {
   // command, which says why itself (hydrate), instead of being reported for
   // an operator to act on while the command runs on (serve).
   bool events_end_command = false;
+  // Chunks of zeroes read from the source are zeroed thinly on the
+  // destination instead of written (BufferedCopierOptions::detect_zeroes).
+  bool detect_zeroes = true;
 };
 
 // What the table's features and core arguments ask of background hydration.

@@ -230,10 +230,15 @@ class Clone {
     uint64_t total = 0;
   };
   DataBytes CountDataBytes() {
+    constexpr uint64_t kAskedAhead = 8;  // windows asked at once
     DataBytes bytes;
     std::vector<Extent> extents;
-    for (uint64_t at = 0; at < geometry_.source_size; at += allocation_.window()) {
-      const uint64_t length = std::min(allocation_.window(), geometry_.source_size - at);
+    const uint64_t window = allocation_.window();
+    for (uint64_t at = 0; at < geometry_.source_size; at += window) {
+      const uint64_t length = std::min(window, geometry_.source_size - at);
+      for (uint64_t ahead = at; ahead < std::min(at + kAskedAhead * window, geometry_.source_size);
+           ahead += window)
+        (void)allocation_.HoleEnd(ahead);  // asks if unknown
       do {
         allocation_.WaitUntilKnown(at);
       } while (!allocation_.Lookup(at, length, extents));  // forgotten meanwhile: ask again

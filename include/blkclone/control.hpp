@@ -108,6 +108,14 @@ void ApplyMessage(const ControlMessage& message, HydratorT& hydrator, RateLimite
   }
 }
 
+// Bytes of the source's data and holes, in all and hydrated.
+struct DataAndHoles {
+  uint64_t data = 0;
+  uint64_t holes = 0;
+  uint64_t hydrated_data = 0;
+  uint64_t hydrated_holes = 0;
+};
+
 // Everything the three status forms show. Sizes in bytes.
 struct CloneStatus {
   CloneMode mode = CloneMode::kReadWrite;
@@ -125,8 +133,11 @@ struct CloneStatus {
   uint64_t hydration_batch_size = 1;
   // Beyond dm-clone.
   uint64_t rate_limit = 0;  // bytes/s, 0 = unlimited
-  double copy_rate = 0;     // bytes/s over the last seconds
-  std::optional<double> eta_seconds = std::nullopt;
+  double copy_rate = 0;     // bytes/s of data over the last seconds
+  std::optional<double> eta_seconds = std::nullopt;  // over the data still to copy
+  // Once the source has described itself (running clones only): its data,
+  // which hydration copies, and its holes, which it zeroes.
+  std::optional<DataAndHoles> data_and_holes = std::nullopt;
   bool hydration_stopped = false;  // by repeated copy failures
   std::string stop_reason = {};
 
@@ -153,6 +164,13 @@ CloneStatus CollectStatus(const CloneT& clone, const HydratorT& hydrator,
                      .rate_limit = limiter.rate(),
                      .copy_rate = progress.bytes_per_second,
                      .eta_seconds = progress.eta_seconds,
+                     .data_and_holes = progress.data_known
+                                           ? std::optional<DataAndHoles>(DataAndHoles{
+                                                 .data = progress.data_bytes,
+                                                 .holes = progress.hole_bytes,
+                                                 .hydrated_data = progress.hydrated_data_bytes,
+                                                 .hydrated_holes = progress.hydrated_hole_bytes})
+                                           : std::nullopt,
                      .hydration_stopped = progress.stopped,
                      .stop_reason = std::string(progress.stop_reason.message())};
 }

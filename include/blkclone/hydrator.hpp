@@ -149,15 +149,17 @@ class Hydrator final : public CloneListener {
     internal::MutexLock lock(mu_);
     uint64_t to_copy = p.total_bytes - p.hydrated_bytes;
     if (data_) {
-      // Data copied since the count left the regions it found unhydrated.
+      // Data copied since the count left the regions it found unhydrated (a
+      // region copied while it counted may count twice: an estimate).
       to_copy = hydrated == geometry.region_count
                     ? 0
-                    : data_->unhydrated - std::min(data_->unhydrated, copied - copied_before_count_);
+                    : data_->unhydrated - std::min(data_->unhydrated, copied - copied_after_count_);
       p.data_known = true;
       p.data_bytes = data_->total;
       p.hole_bytes = p.total_bytes - data_->total;
-      p.hydrated_data_bytes = data_->total - to_copy;
-      p.hydrated_hole_bytes = p.hydrated_bytes - std::min(p.hydrated_bytes, p.hydrated_data_bytes);
+      p.hydrated_data_bytes = std::min(data_->total - to_copy, p.hydrated_bytes);
+      p.hydrated_hole_bytes =
+          std::min(p.hydrated_bytes - p.hydrated_data_bytes, p.hole_bytes);
     }
     p.bytes_per_second = RateLocked(Clock::now());
     // No ETA while hydration does not run, whatever it copied lately.
@@ -278,10 +280,10 @@ class Hydrator final : public CloneListener {
   // Counts the source's data once, for the progress (asking the source for
   // every window, beside the copying).
   void CountData() {
-    const uint64_t before = clone_.copied_bytes();
     const auto data = clone_.CountDataBytes();
+    const uint64_t copied = clone_.copied_bytes();
     internal::MutexLock lock(mu_);
-    copied_before_count_ = before;
+    copied_after_count_ = copied;
     data_ = data;
   }
 
@@ -398,7 +400,7 @@ class Hydrator final : public CloneListener {
   std::deque<Copied> copied_ ABSL_GUARDED_BY(mu_);
   Clock::time_point first_copy_at_ ABSL_GUARDED_BY(mu_);
   std::optional<typename CloneT::DataBytes> data_ ABSL_GUARDED_BY(mu_);
-  uint64_t copied_before_count_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t copied_after_count_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;
   std::thread count_thread_;
 };

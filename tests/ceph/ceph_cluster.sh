@@ -3,7 +3,7 @@
 #
 #   source tests/ceph/ceph_cluster.sh
 #   ceph_cluster_available || exit 77          # why is in CEPH_CLUSTER_MISSING
-#   ceph_cluster_start "$dir"                  # exports CEPH_CONF
+#   ceph_cluster_start "$dir" [BYTES]          # exports CEPH_CONF
 #   rbd create --size 64M rbd/img
 #   ceph_cluster_stop                          # also call it from an EXIT trap
 #
@@ -32,11 +32,12 @@ ceph_cluster_free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# ceph_cluster_start DIR: starts the cluster with its files in DIR (which must
-# exist) and exports CEPH_CONF. Fails, with the daemons' logs on stderr, when
-# the cluster is not up within 60 s.
+# ceph_cluster_start DIR [BYTES]: starts the cluster with its files in DIR
+# (which must exist) and exports CEPH_CONF. BYTES (default 4 GiB) is the OSD's
+# capacity; memstore takes memory only for what is stored. Fails, with the
+# daemons' logs on stderr, when the cluster is not up within 60 s.
 ceph_cluster_start() {
-  local dir=$1 fsid mon_port osd_uuid osd_id
+  local dir=$1 bytes=${2:-4294967296} fsid mon_port osd_uuid osd_id
   CEPH_CLUSTER_DIR=$dir
   fsid=$(ceph_cluster_uuid)
   mon_port=$(ceph_cluster_free_port)
@@ -64,7 +65,7 @@ log file = $dir/\$name.log
 mon data = $dir/mon/\$name
 osd data = $dir/osd/\$name
 osd objectstore = memstore
-memstore device bytes = 4294967296
+memstore device bytes = $bytes
 memstore page set = true
 EOF
   export CEPH_CONF=$dir/ceph.conf

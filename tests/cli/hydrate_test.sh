@@ -6,11 +6,11 @@ images 64M
 expect 0 create c --metadata meta.img --dest dst.img --source src.img --region-size 64K
 expect 0 hydrate c --threshold 4 --batch-size 4
 contains out "hydrating c: "
-contains out "hydrated clone c: 64.0 MiB copied"
+contains out "hydrated clone c: 64.0 MiB of data copied and 0 B of holes zeroed"
 cmp src.img dst.img
 [ "$(hydrated c)" = 1024/1024 ] || fail "hydrated: $(hydrated c)"
 expect 0 hydrate c
-contains out "0 B copied"
+contains out "0 B of data copied"
 
 images 64M 2
 expect 0 create slow --metadata meta2.img --dest dst2.img --source src2.img --region-size 64K

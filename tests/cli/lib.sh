@@ -71,6 +71,9 @@ images() {
   truncate -s 1M "meta${2:-}.img"
 }
 
+# allocated FILE: the bytes the file system allocated to FILE.
+allocated() { du --block-size=1 "$1" | cut -f1; }
+
 # flip FILE OFFSET: inverts one byte.
 flip() {
   local value

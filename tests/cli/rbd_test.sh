@@ -1,7 +1,8 @@
 # Ceph RBD images as devices, on a throwaway single-node cluster that this
 # script starts and always stops: a snapshot hydrated into a file, a file
-# hydrated into an image (written to meanwhile), and kill -9 in the middle of
-# a hydration whose destination and metadata are RBD images, then resumed.
+# hydrated into an image (written to meanwhile), sparse sources copied
+# sparsely into an image and into a file, and kill -9 in the middle of a
+# hydration whose destination and metadata are RBD images, then resumed.
 # Content is checked against `rbd export`. Later commands find the cluster
 # through the conf recorded by create, not through $CEPH_CONF.
 source "$(dirname "$0")/lib.sh"
@@ -59,6 +60,52 @@ dd if=patch.bin of=expected2.img bs=1M seek=7 conv=notrunc status=none
 expect 0 hydrate up --threshold 16
 rbd export --no-progress rbd/up up.img
 cmp expected2.img up.img
+
+# --- Sparse sources are copied sparsely, both ways: the destination takes no
+# more than a tenth over the source's data, holes and all.
+# sparse_image FILE SIZE OFFSET...: FILE of SIZE, all holes but 4 MiB of
+# random data at each OFFSET.
+sparse_image() {
+  local file=$1 at
+  truncate -s "$2" "$file"
+  shift 2
+  for at; do
+    head -c 4M /dev/urandom |
+      dd of="$file" bs=1M seek=$((at >> 20)) iflag=fullblock conv=notrunc status=none
+  done
+}
+rbd_used() { rbd du --format json "$1" | grep -o '"used_size":[0-9]*' | head -n 1 | cut -d : -f 2; }
+# thin USED DATA WHAT: USED bytes are at most 1.1 times DATA.
+thin() {
+  ((${1:?} * 10 <= ${2:?} * 11)) || fail "$3 takes $1 bytes for $2 bytes of data"
+}
+
+# File -> RBD image that held other data: its holes must be zeroed thinly.
+sparse_image sparse-up.img 64M $((8 << 20)) $((32 << 20)) $((60 << 20))
+images 64M 4
+rbd import --no-progress src4.img rbd/sparse-up
+expect 0 create sparse-up --metadata meta4.img --dest rbd:rbd/sparse-up --source sparse-up.img \
+  --region-size 64K --ceph-conf "$conf"
+expect 0 hydrate sparse-up
+contains out "hydrated clone sparse-up: 12.0 MiB of data copied and 52.0 MiB of holes zeroed"
+expect 0 finalize sparse-up
+rbd export --no-progress rbd/sparse-up exported-up.img
+cmp sparse-up.img exported-up.img
+thin "$(rbd_used rbd/sparse-up)" "$(allocated sparse-up.img)" "rbd/sparse-up"
+
+# RBD image with a tenth written -> file.
+sparse_image sparse-down.img 80M 0 $((40 << 20))
+rbd import --no-progress sparse-down.img rbd/sparse-down
+truncate -s 80M dst5.img
+truncate -s 1M meta5.img
+expect 0 create sparse-down --metadata meta5.img --dest dst5.img --source rbd:rbd/sparse-down \
+  --region-size 64K --ceph-conf "$conf"
+expect 0 hydrate sparse-down
+# The image itself says where its data is (rbd_diff_iterate2).
+contains out "hydrated clone sparse-down: 8.0 MiB of data copied and 72.0 MiB of holes zeroed"
+expect 0 finalize sparse-down
+cmp sparse-down.img dst5.img
+thin "$(allocated dst5.img)" $((8 << 20)) "dst5.img"
 
 # --- kill -9 mid-hydration into an RBD image, with RBD metadata; resumed.
 images 64M 3

@@ -16,7 +16,7 @@ root=$(git -C "$here" rev-parse --show-toplevel)
 scratch=${BLKCLONE_MUTATION_DIR:-$root/build/mutations}
 limit=${BLKCLONE_MUTATION_TIMEOUT:-900}
 tests=(clone_crash_test clone_concurrent_crash_test clone_model_test clone_faults_test
-       clone_session_test)
+       clone_session_test clone_sparse_test source_allocation_test)
 export CMAKE_CXX_COMPILER_LAUNCHER=ccache CMAKE_C_COMPILER_LAUNCHER=ccache
 export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$(dirname "$root")} CCACHE_NOHASHDIR=1
 

@@ -34,6 +34,7 @@ DeviceInfo MakeDeviceInfo(uint64_t size, const RbdOptions& options) {
                .discard_zeroes_data = false,
                .write_zeroes = options.writable,
                .read_only = !options.writable,
+               .block_status = true,
                .volatile_write_cache = options.cache,
                .fua = options.cache ? FuaSupport::kEmulated : FuaSupport::kNative}};
 }
@@ -51,7 +52,7 @@ absl::StatusOr<std::unique_ptr<RbdDevice>> RbdDevice::Open(const RbdImageSpec& s
                                                    kSectorSize));
   const DeviceInfo info = MakeDeviceInfo(image->size(), options);
   auto pipeline = std::make_unique<internal::RbdPipeline>(
-      image->handle(), absl::StrCat("RBD image ", spec.ToString()), options.cache,
+      image->handle(), absl::StrCat("RBD image ", spec.ToString()), options.cache, kSectorSize,
       options.max_in_flight);
   return std::unique_ptr<RbdDevice>(
       new RbdDevice(spec, info, std::move(image), std::move(pipeline)));

@@ -3,13 +3,16 @@
 
 #include "absl/strings/str_cat.h"
 #include "blkclone/status.hpp"
+#include "rbd_allocation.hpp"
 
 namespace blkclone::internal {
 
-RbdPipeline::RbdPipeline(rbd_image_t image, std::string name, bool cache, int max_in_flight)
+RbdPipeline::RbdPipeline(rbd_image_t image, std::string name, bool cache, uint32_t block_size,
+                         int max_in_flight)
     : image_(image),
       name_(std::move(name)),
       cache_(cache),
+      block_size_(block_size),
       max_in_flight_(max_in_flight),
       completion_thread_([this] { RunCompletions(); }) {}
 
@@ -51,7 +54,9 @@ void RbdPipeline::Start(Request& request) {
   const bool cached_write = cache_ && request.op != Op::kFlush && request.op != Op::kRead;
   if (cached_write && (request.flags & kPreflush) != 0)
     operation.steps[operation.step_count++] = Step::kFlush;
-  operation.steps[operation.step_count++] = request.op == Op::kFlush ? Step::kFlush : Step::kData;
+  operation.steps[operation.step_count++] = request.op == Op::kFlush         ? Step::kFlush
+                                            : request.op == Op::kBlockStatus ? Step::kDescribe
+                                                                             : Step::kData;
   if (cached_write && (request.flags & kFua) != 0)
     operation.steps[operation.step_count++] = Step::kFlush;
   Advance(operation);
@@ -63,6 +68,7 @@ void RbdPipeline::Advance(Operation& operation) {
 }
 
 void RbdPipeline::Issue(Operation& operation, Step step) {
+  if (step == Step::kDescribe) return describer_.Push(operation);
   rbd_completion_t completion;
   int r = rbd_aio_create_completion(&operation, &RbdPipeline::OnLibrbdCompletion, &completion);
   if (r < 0) return Finish(operation, ErrnoStatus(-r, absl::StrCat(name_, ": aio completion")));
@@ -85,8 +91,8 @@ void RbdPipeline::Issue(Operation& operation, Step step) {
         r = rbd_aio_write_zeroes(image_, request.offset, request.length, completion, 0, 0);
         break;
       case Op::kFlush:
-      case Op::kBlockStatus:  // not offered (caps.block_status)
-        r = -EINVAL;  // a flush has no data step
+      case Op::kBlockStatus:
+        r = -EINVAL;  // they have no data step
         break;
     }
   }
@@ -97,15 +103,25 @@ void RbdPipeline::Issue(Operation& operation, Step step) {
   }
 }
 
+void RbdPipeline::Describe(Operation& operation) {
+  const Request& request = *operation.request;
+  operation.result = DescribeImageAllocation(image_, request.offset, request.length, block_size_,
+                                             *request.extents);
+  HandOver(operation);
+}
+
 // On a librbd thread: only hands the operation over to the completion thread.
 void RbdPipeline::OnLibrbdCompletion(rbd_completion_t completion, void* arg) {
   Operation& operation = *static_cast<Operation*>(arg);
   operation.result = rbd_aio_get_return_value(completion);
   rbd_aio_release(completion);
-  RbdPipeline& pipeline = *operation.pipeline;
-  MutexLock lock(pipeline.mu_);
-  pipeline.completed_.push_back(&operation);
-  pipeline.changed_.SignalAll();
+  operation.pipeline->HandOver(operation);
+}
+
+void RbdPipeline::HandOver(Operation& operation) {
+  MutexLock lock(mu_);
+  completed_.push_back(&operation);
+  changed_.SignalAll();
 }
 
 void RbdPipeline::RunCompletions() {

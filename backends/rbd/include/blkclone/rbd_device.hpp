@@ -9,7 +9,11 @@
 // another) without running on, or blocking, a librbd thread.
 //   - Read, write, discard, write-zeroes: rbd_aio_read, _write, _discard,
 //     _write_zeroes. Discarded ranges do not promise zeroes (librbd skips the
-//     parts of a discard smaller than its granularity).
+//     parts of a discard smaller than its granularity); write-zeroes removes
+//     or punches what it can, so it leaves the image thin.
+//   - Block status: rbd_diff_iterate2 since the image's creation, parent
+//     included; whole objects from the object map with fast-diff. librbd
+//     answers it synchronously, so it runs on a thread of the device's own.
 //   - Flush: rbd_aio_flush. With librbd's cache off (the default here, and
 //     what every durability test uses), a completed write is durable already:
 //     FUA is native and kPreflush needs nothing. With `cache`, kPreflush is a
