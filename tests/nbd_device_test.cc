@@ -49,17 +49,20 @@ std::unique_ptr<NbdDevice> OpenOrFail(const std::string& uri, const NbdOptions& 
   return device.ok() ? *std::move(device) : nullptr;
 }
 
-// The server for the conformance suite: `nbdkit memory`, whose data outlives a
-// client, so a "crash" is a reconnection and loses nothing.
-struct NbdMemoryFactory {
+// The servers for the conformance suite keep their data when a client goes,
+// so a "crash" is a reconnection and loses nothing. The suite moves
+// max_transfer bytes in one request, so each export advertises a maximum below
+// its size.
+template <class Server>
+struct NbdkitFactory {
   using Device = NbdDevice;
   static constexpr bool kCrashLosesUnflushed = false;
 
   std::unique_ptr<NbdDevice> Create(uint64_t size) {
-    // The suite moves max_transfer bytes in one request, so the export
-    // advertises a maximum below its size.
-    auto started = NbdkitServer::Start(
-        {"--filter=blocksize-policy", "memory", absl::StrCat(size), "blocksize-maximum=1M"});
+    std::vector<std::string> args = {"--filter=blocksize-policy"};
+    for (std::string& arg : Server::Args(size, dir)) args.push_back(std::move(arg));
+    args.push_back("blocksize-maximum=1M");
+    auto started = NbdkitServer::Start(std::move(args));
     if (started.status().code() == absl::StatusCode::kUnimplemented) {
       std::cerr << "skipping: " << started.status() << "\n";
       return nullptr;
@@ -76,13 +79,37 @@ struct NbdMemoryFactory {
     return OpenOrFail(server->uri(), {.writable = true});
   }
 
+  testing::TempDir dir = *testing::TempDir::Create("nbd-conformance");
   std::unique_ptr<NbdkitServer> server;
+};
+
+// nbdkit memory: sparse, base:allocation from its allocator.
+struct MemoryServer {
+  static std::vector<std::string> Args(uint64_t size, const testing::TempDir&) {
+    return {"memory", absl::StrCat(size)};
+  }
+};
+// nbdkit file over a sparse file: base:allocation from SEEK_DATA / SEEK_HOLE.
+struct SparseFileServer {
+  static std::vector<std::string> Args(uint64_t size, const testing::TempDir& dir) {
+    return {"file", *dir.CreateFile("sparse.img", size)};  // ftruncate: all a hole
+  }
+};
+// Simple replies only: no metadata contexts, so no block status.
+struct SimpleRepliesServer {
+  static std::vector<std::string> Args(uint64_t size, const testing::TempDir&) {
+    return {"--no-sr", "memory", absl::StrCat(size)};
+  }
 };
 
 }  // namespace
 namespace testing {
 INSTANTIATE_TYPED_TEST_SUITE_P(NbdMemory, DeviceConformanceTest,
-                               ::testing::Types<NbdMemoryFactory>);
+                               ::testing::Types<NbdkitFactory<MemoryServer>>);
+INSTANTIATE_TYPED_TEST_SUITE_P(NbdSparseFile, DeviceConformanceTest,
+                               ::testing::Types<NbdkitFactory<SparseFileServer>>);
+INSTANTIATE_TYPED_TEST_SUITE_P(NbdSimpleReplies, DeviceConformanceTest,
+                               ::testing::Types<NbdkitFactory<SimpleRepliesServer>>);
 }  // namespace testing
 namespace {
 
@@ -370,6 +397,89 @@ TEST_F(NbdDeviceTest, ServerErrorsFailThatRequestOnly) {
   ASSERT_TRUE(ReadAt(*device, 65536, data.span()).ok());
   EXPECT_TRUE(MatchesSource(data.span(), 65536));
   EXPECT_EQ(device->stats().retries, 0u) << "server errors are reported, not retried";
+}
+
+// The extents DescribeAllocation gives for the whole device, or a failure.
+std::vector<Extent> WholeAllocation(NbdDevice& device) {
+  absl::StatusOr<std::vector<Extent>> extents = DescribeAllocation(device, 0, device.info().size);
+  EXPECT_TRUE(extents.ok()) << extents.status();
+  return extents.ok() ? *std::move(extents) : std::vector<Extent>{};
+}
+
+constexpr Extent Hole(uint64_t offset, uint64_t length) { return {offset, length, true}; }
+constexpr Extent Data(uint64_t offset, uint64_t length) { return {offset, length, false}; }
+
+TEST_F(NbdDeviceTest, DescribesTheServersHolesInWholeBlocks) {
+  // Boundaries at 5096 and 4096 + 1000, inside 512-byte and 4 KiB blocks; an
+  // extent that only reads as zeroes (NBD_STATE_ZERO) is a hole too.
+  const std::string list = (dir_.path() / "extents").string();
+  std::ofstream(list) << "0 4096 hole,zero\n4096 1000\n5096 60440 zero\n65536 131072\n";
+  for (const auto& [block, expected] :
+       {std::pair<uint64_t, std::vector<Extent>>{
+            512,
+            {Hole(0, 4096), Data(4096, 1024), Hole(5120, 60416), Data(65536, 131072),
+             Hole(196608, 851968)}},
+        {4096,
+         {Hole(0, 4096), Data(4096, 4096), Hole(8192, 57344), Data(65536, 131072),
+          Hole(196608, 851968)}}}) {
+    NbdkitServer* server =
+        Serve({"--filter=blocksize-policy", "--filter=extentlist", "memory", "1M",
+               absl::StrCat("blocksize-minimum=", block), "extentlist=" + list});
+    ASSERT_NE(server, nullptr);
+    auto device = Open(*server, {});
+    ASSERT_NE(device, nullptr);
+    EXPECT_TRUE(device->info().caps.block_status);
+    EXPECT_EQ(WholeAllocation(*device), expected) << "block size " << block;
+  }
+}
+
+TEST_F(NbdDeviceTest, AsksAgainWhereTheServerStoppedAnswering) {
+  // One 64 KiB extent per answer, holes and data in turn.
+  NbdkitServer* server = Serve(
+      {"eval", "get_size=echo 1M", "pread=dd if=/dev/zero count=$3 iflag=count_bytes status=none",
+       "can_extents=exit 0",
+       "extents=if [ $(($4 / 65536 % 2)) = 0 ]; then echo $4 65536 hole,zero; else echo $4 "
+       "65536; fi"});
+  ASSERT_NE(server, nullptr);
+  auto device = Open(*server, {});
+  ASSERT_NE(device, nullptr);
+  std::vector<Extent> expected;
+  for (uint64_t offset = 0; offset < (1 << 20); offset += 65536)
+    expected.push_back({offset, 65536, offset / 65536 % 2 == 0});
+  EXPECT_EQ(WholeAllocation(*device), expected);
+}
+
+TEST_F(NbdDeviceTest, AsksForBlockStatusAgainAfterTheServerRestarts) {
+  const std::string log = (dir_.path() / "requests.log").string();
+  const std::string file = *dir_.CreateFile("sparse.img", 1 << 20);
+  std::ofstream(file, std::ios::in | std::ios::out | std::ios::binary).seekp(65536).write("data", 4);
+  NbdkitServer* server = Serve(
+      {"--filter=log", "--filter=delay", "file", file, "logfile=" + log, "delay-extents=300ms"});
+  ASSERT_NE(server, nullptr);
+  auto device = Open(*server, {.max_connections = 1,
+                               .reconnect_attempts = 50,
+                               .reconnect_initial_delay = 10ms,
+                               .reconnect_max_delay = 50ms});
+  ASSERT_NE(device, nullptr);
+  std::vector<Extent> extents;
+  RequestBatch batch;
+  batch.Add(Request::BlockStatus(0, 1 << 20, &extents));
+  batch.SubmitAll(*device);
+  ASSERT_TRUE(WaitUntil([&] {  // at the server, which sleeps on it
+    std::ifstream in(log);
+    return std::string(std::istreambuf_iterator<char>(in), {}).find(" Extents id=") !=
+           std::string::npos;
+  }));
+  ASSERT_TRUE(server->Restart().ok());
+  batch.Wait();
+  EXPECT_EQ(batch.Problems(), "");
+  // File systems allocate in blocks of their own, 4 KiB at least.
+  ASSERT_EQ(extents.size(), 3u);
+  EXPECT_EQ(extents[0], Hole(0, 65536));
+  EXPECT_FALSE(extents[1].hole);
+  EXPECT_TRUE(extents[2].hole);
+  EXPECT_EQ(extents[2].end(), 1u << 20);
+  EXPECT_GE(device->stats().retries, 1u);
 }
 
 // A clone of an NbdDevice into memory, hydrated in the background.

@@ -2,6 +2,7 @@
 #include "serve_exports.hpp"
 
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "blkclone/status.hpp"
@@ -44,7 +45,19 @@ ServeExports::~ServeExports() { Stop().IgnoreError(); }
 absl::Status ServeExports::Start(CliClone& clone) {
 #ifdef BLKCLONE_HAVE_NBD_SERVER
   if (nbd_options_) {
-    nbd_ = std::make_unique<NbdServer>(AnyBlockDevice::Borrow(clone), *nbd_options_);
+    NbdServerOptions options = *nbd_options_;
+    // blkclone:hydrated reads the clone's map; CACHE hydrates through the clone.
+    options.describe_hydration = [&clone](uint64_t offset, uint64_t length) {
+      std::vector<NbdHydrationRun> runs;
+      for (const RangeState& state : clone.DescribeHydration(offset, length))
+        runs.push_back(
+            {.offset = state.offset, .length = state.length, .hydrated = state.hydrated});
+      return runs;
+    };
+    options.hydrate_range = [&clone](uint64_t offset, uint64_t length) {
+      return clone.HydrateRange(offset, length);
+    };
+    nbd_ = std::make_unique<NbdServer>(AnyBlockDevice::Borrow(clone), std::move(options));
     BLKCLONE_RETURN_IF_ERROR(nbd_->Start());
   }
 #endif

@@ -1,18 +1,38 @@
 // One client's session: handshake, pipelined requests, replies in completion order.
 #include "blkclone/internal/nbd_connection.hpp"
 
+#include <algorithm>
 #include <array>
 #include <memory>
 #include <new>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "blkclone/aligned_buffer.hpp"
-#include "blkclone/internal/nbd_handshake.hpp"
+#include "blkclone/internal/nbd_block_status.hpp"
 #include "blkclone/internal/nbd_protocol.hpp"
+#include "blkclone/internal/worker_pool.hpp"
+#include "boost/intrusive/list.hpp"
 
 namespace blkclone::internal {
+namespace {
+
+// CACHE requests a connection hydrates at once; more wait for a worker.
+constexpr int kCacheThreads = 4;
+
+// The most a block status reply to `command` can hold: counted against
+// max_in_flight_bytes like a read's buffer.
+uint64_t StatusReplyBytes(const NbdCommand& command, const NbdExport& spec, size_t contexts) {
+  const uint64_t descriptors =
+      command.req_one ? 1
+                      : std::min<uint64_t>(spec.max_status_descriptors,
+                                           command.request.length / spec.min_block_size);
+  return contexts * descriptors * nbd::kStatusDescriptorSize;
+}
+
+}  // namespace
 
 // A request from its header to its reply.
 struct NbdConnection::InFlight {
@@ -23,14 +43,26 @@ struct NbdConnection::InFlight {
   uint64_t charge = 0;  // buffer bytes counted against max_in_flight_bytes
   AlignedBuffer buffer;
   Request request;
+  // NBD_CMD_BLOCK_STATUS: the device's extents, and each negotiated context's
+  // answer (in the order of NbdNegotiated::contexts).
+  bool req_one = false;
+  std::vector<Extent> extents;
+  std::vector<std::vector<NbdStatusRun>> status;
   uint32_t error = 0;
   std::string message;
   bool error_at_offset = false;
+  boost::intrusive::list_member_hook<> hook;  // a CACHE waiting for a worker
+};
+
+class NbdConnection::CacheWorkers : public WorkerPool<InFlight, &InFlight::hook> {
+  using WorkerPool::WorkerPool;
 };
 
 NbdConnection::NbdConnection(NbdStream& stream, AnyBlockDevice& device, const NbdExport& spec,
                              NbdLimits limits)
     : stream_(stream), device_(device), spec_(spec), limits_(limits) {}
+
+NbdConnection::~NbdConnection() = default;
 
 void NbdConnection::Serve() {
   struct NewThread final : NbdSessionThreads {
@@ -46,7 +78,7 @@ void NbdConnection::Serve() {
 void NbdConnection::Serve(NbdSessionThreads& threads) {
   absl::StatusOr<NbdNegotiated> negotiated = RunNbdHandshake(stream_, spec_);
   if (!negotiated.ok()) return;
-  structured_ = negotiated->structured_replies;
+  negotiated_ = *std::move(negotiated);
   threads.RunBoth(
       [this] {
         ReadRequests();
@@ -78,13 +110,16 @@ void NbdConnection::ReadRequests() {
 }
 
 bool NbdConnection::Handle(const NbdRequestHeader& header) {
-  NbdCommand command = InterpretRequest(header, spec_);
+  NbdCommand command = InterpretRequest(header, spec_, negotiated_);
   if (command.kind == NbdCommand::Kind::kBadMagic || command.kind == NbdCommand::Kind::kDisconnect)
     return false;
   const bool submit = command.kind == NbdCommand::Kind::kSubmit;
   const Op op_kind = submit ? command.request.op : Op::kFlush;
   const bool has_buffer = op_kind == Op::kRead || op_kind == Op::kWrite;
-  const uint64_t charge = has_buffer ? command.request.length : 0;
+  const uint64_t charge = has_buffer ? command.request.length
+                          : command.kind == NbdCommand::Kind::kBlockStatus
+                              ? StatusReplyBytes(command, spec_, negotiated_.contexts.size())
+                              : 0;
   if (!Reserve(charge)) return false;
 
   auto op = std::make_unique<InFlight>();
@@ -104,11 +139,23 @@ bool NbdConnection::Handle(const NbdRequestHeader& header) {
     Release(*op);
     return false;
   }
-  if (!submit) {
-    op->error = command.error;
-    op->message = std::move(command.message);
-    Finish(op.release());
-    return true;
+  switch (command.kind) {
+    case NbdCommand::Kind::kReject:
+      op->error = command.error;
+      op->message = std::move(command.message);
+      Finish(op.release());
+      return true;
+    case NbdCommand::Kind::kBlockStatus:
+      op->request = command.request;
+      op->req_one = command.req_one;
+      AnswerBlockStatus(std::move(op));
+      return true;
+    case NbdCommand::Kind::kCache:
+      op->request = command.request;
+      Cache(std::move(op));
+      return true;
+    default:
+      break;
   }
   op->request = command.request;
   op->request.data = op->buffer.data();
@@ -118,6 +165,48 @@ bool NbdConnection::Handle(const NbdRequestHeader& header) {
   InFlight* const submitted = op.release();
   device_.Submit(submitted->request);
   return true;
+}
+
+void NbdConnection::AnswerBlockStatus(std::unique_ptr<InFlight> op) {
+  const uint64_t offset = op->request.offset;
+  const auto length = static_cast<uint32_t>(op->request.length);
+  op->status.resize(negotiated_.contexts.size());
+  bool ask_device = false;
+  for (size_t i = 0; i < negotiated_.contexts.size(); ++i) {
+    absl::StatusOr<std::vector<NbdStatusRun>> runs;
+    if (negotiated_.contexts[i] == NbdContext::kHydration) {
+      runs = HydrationRuns(spec_.describe_hydration(offset, length), offset, length,
+                           spec_.min_block_size);
+    } else if (device_.info().caps.block_status) {
+      ask_device = true;  // answered in OnDeviceDone
+      continue;
+    } else {
+      runs = std::vector<NbdStatusRun>{{.length = length, .flags = 0}};  // all data
+    }
+    if (!runs.ok()) {
+      Fail(*op, runs.status());
+      return Finish(op.release());
+    }
+    op->status[i] = *std::move(runs);
+  }
+  if (!ask_device) return Finish(op.release());
+  op->request.extents = &op->extents;
+  op->request.context = op.get();
+  op->request.on_complete = &OnDeviceDone;
+  InFlight* const submitted = op.release();  // may complete inline
+  device_.Submit(submitted->request);
+}
+
+void NbdConnection::Cache(std::unique_ptr<InFlight> op) {
+  if (!spec_.hydrate_range) return Finish(op.release());  // advisory: nothing to do
+  if (cache_workers_ == nullptr) {
+    cache_workers_ = std::make_unique<CacheWorkers>(kCacheThreads, [this](InFlight& cached) {
+      const absl::Status status = spec_.hydrate_range(cached.request.offset, cached.request.length);
+      if (!status.ok()) Fail(cached, status);
+      Finish(&cached);
+    });
+  }
+  cache_workers_->Push(*op.release());
 }
 
 bool NbdConnection::Reserve(uint64_t bytes) {
@@ -145,12 +234,28 @@ void NbdConnection::Release(const InFlight& op) {
 
 void NbdConnection::OnDeviceDone(Request& request, absl::Status status) {
   InFlight* op = static_cast<InFlight*>(request.context);
-  if (!status.ok()) {
-    op->error = NbdErrorFor(request.op, status);
-    op->message = std::string(status.message());
-    op->error_at_offset = true;
+  NbdConnection& owner = *op->owner;
+  if (status.ok() && request.op == Op::kBlockStatus) {
+    const std::vector<NbdContext>& contexts = owner.negotiated_.contexts;
+    const size_t i =
+        std::find(contexts.begin(), contexts.end(), NbdContext::kAllocation) - contexts.begin();
+    absl::StatusOr<std::vector<NbdStatusRun>> runs =
+        AllocationRuns(op->extents, request.offset, static_cast<uint32_t>(request.length),
+                       owner.spec_.min_block_size);
+    if (runs.ok()) {
+      op->status[i] = *std::move(runs);
+    } else {
+      status = runs.status();
+    }
   }
-  op->owner->Finish(op);
+  if (!status.ok()) Fail(*op, status);
+  owner.Finish(op);
+}
+
+void NbdConnection::Fail(InFlight& op, const absl::Status& status) {
+  op.error = NbdErrorFor(op.request.op, status);
+  op.message = std::string(status.message());
+  op.error_at_offset = true;
 }
 
 void NbdConnection::Finish(InFlight* op) {
@@ -189,6 +294,16 @@ void NbdConnection::WriteReplies() {
 }
 
 absl::Status NbdConnection::SendReply(const InFlight& op) {
+  if (op.command == nbd::kCmdBlockStatus && op.error == 0) {
+    std::vector<NbdContextAnswer> answers;
+    for (size_t i = 0; i < op.status.size(); ++i)
+      answers.push_back({.context = negotiated_.contexts[i], .runs = op.status[i]});
+    nbd::WireWriter reply;
+    EncodeBlockStatusReply(op.cookie, answers, op.req_one ? 1 : spec_.max_status_descriptors,
+                           reply);
+    const std::span<const std::byte> pieces[] = {reply.data()};
+    return stream_.Write(pieces);
+  }
   const bool with_data = op.command == nbd::kCmdRead && op.error == 0;
   const uint64_t data_length = with_data ? op.request.length : 0;
   nbd::WireWriter header;
@@ -199,7 +314,7 @@ absl::Status NbdConnection::SendReply(const InFlight& op) {
                .message = op.message,
                .error_at_offset = op.error_at_offset,
                .data_length = static_cast<uint32_t>(data_length)},
-              structured_, header);
+              negotiated_.structured_replies, header);
   const std::span<const std::byte> pieces[] = {header.data(), {op.buffer.data(), data_length}};
   return stream_.Write(pieces);
 }

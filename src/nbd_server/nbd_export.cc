@@ -9,6 +9,12 @@
 #include "blkclone/internal/nbd_protocol.hpp"
 
 namespace blkclone::internal {
+namespace {
+
+// Descriptors in one block status chunk, at most: 1 MiB of them.
+constexpr uint64_t kMaxStatusDescriptors = 128 << 10;
+
+}  // namespace
 
 absl::StatusOr<NbdExport> MakeNbdExport(const DeviceInfo& device, const NbdServerOptions& options) {
   const uint32_t block = device.logical_block_size;
@@ -45,10 +51,20 @@ absl::StatusOr<NbdExport> MakeNbdExport(const DeviceInfo& device, const NbdServe
   spec.rules.memory_alignment = 1;
   const bool read_only = options.read_only || device.caps.read_only;
   spec.rules.caps.read_only = read_only;
+  spec.rules.caps.block_status = true;
+  spec.contexts = {NbdContext::kAllocation};
+  if (options.describe_hydration) spec.contexts.push_back(NbdContext::kHydration);
+  spec.max_status_descriptors = static_cast<uint32_t>(std::clamp<uint64_t>(
+      options.max_in_flight_bytes / (nbd::kStatusDescriptorSize * spec.contexts.size()), 1,
+      kMaxStatusDescriptors));
+  spec.describe_hydration = options.describe_hydration;
+  spec.hydrate_range = options.hydrate_range;
 
   // Only what the device does: a client may rely on every flag it sees. FLUSH
-  // and FUA are always honest, since every device accepts both.
-  spec.transmission_flags = nbd::kFlagHasFlags | nbd::kFlagSendFlush | nbd::kFlagSendFua;
+  // and FUA are always honest, since every device accepts both; so is CACHE,
+  // which the protocol lets succeed having done nothing.
+  spec.transmission_flags =
+      nbd::kFlagHasFlags | nbd::kFlagSendFlush | nbd::kFlagSendFua | nbd::kFlagSendCache;
   if (read_only) {
     spec.transmission_flags |= nbd::kFlagReadOnly;
   } else {

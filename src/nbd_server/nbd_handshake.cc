@@ -76,6 +76,9 @@ class Handshake {
         negotiated_.structured_replies = true;
         BLKCLONE_RETURN_IF_ERROR(Reply(option, nbd::kRepAck));
         return Next::kContinue;
+      case nbd::kOptListMetaContext:
+      case nbd::kOptSetMetaContext:
+        return MetaContexts(option, data);
       case nbd::kOptAbort:
         // The client may close without waiting for the acknowledgement.
         Reply(option, nbd::kRepAck).IgnoreError();
@@ -134,6 +137,31 @@ class Handshake {
     }
     BLKCLONE_RETURN_IF_ERROR(Reply(option, nbd::kRepAck));
     return option == nbd::kOptGo ? Next::kTransmission : Next::kContinue;
+  }
+
+  // NBD_OPT_LIST_META_CONTEXT, and NBD_OPT_SET_META_CONTEXT, which replaces
+  // the selection even when it fails.
+  absl::StatusOr<Next> MetaContexts(uint32_t option, std::span<const std::byte> data) {
+    const bool set = option == nbd::kOptSetMetaContext;
+    if (set) negotiated_.contexts.clear();
+    if (!negotiated_.structured_replies)
+      return Refuse(option, nbd::kRepErrInvalid, "metadata contexts need structured replies");
+    absl::StatusOr<NbdContextQuery> query = DecodeContextQuery(data);
+    if (!query.ok()) return Refuse(option, nbd::kRepErrInvalid, query.status().message());
+    if (!Matches(query->export_name))
+      return Refuse(option, nbd::kRepErrUnknown, "no export of that name");
+    absl::StatusOr<std::vector<NbdContext>> selected =
+        SelectContexts(query->queries, spec_.contexts, /*list=*/!set);
+    if (!selected.ok()) return Refuse(option, nbd::kRepErrInvalid, selected.status().message());
+    for (NbdContext context : *selected) {
+      // A list's IDs mean nothing: the protocol asks for zero.
+      BLKCLONE_RETURN_IF_ERROR(
+          Reply(option, nbd::kRepMetaContext,
+                WireWriter().U32(set ? ContextId(context) : 0).String(ContextName(context))));
+    }
+    BLKCLONE_RETURN_IF_ERROR(Reply(option, nbd::kRepAck));
+    if (set) negotiated_.contexts = *std::move(selected);
+    return Next::kContinue;
   }
 
   absl::StatusOr<Next> List(std::span<const std::byte> data) {

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "blkclone/device_info.hpp"
@@ -12,9 +13,10 @@
 namespace blkclone::internal {
 namespace {
 
-// Stands in for the data buffer while ValidateRequest checks a request: the
-// buffer is allocated only for requests that pass.
+// Stand in for the data buffer and the extent list while ValidateRequest
+// checks a request: they are allocated only for requests that pass.
 std::byte buffer_probe;
+std::vector<Extent> extents_probe;
 
 NbdCommand Reject(NbdCommand command, uint32_t error, std::string message) {
   command.kind = NbdCommand::Kind::kReject;
@@ -37,7 +39,8 @@ NbdRequestHeader DecodeRequestHeader(std::span<const std::byte, nbd::kRequestHea
   return header;
 }
 
-NbdCommand InterpretRequest(const NbdRequestHeader& header, const NbdExport& spec) {
+NbdCommand InterpretRequest(const NbdRequestHeader& header, const NbdExport& spec,
+                            const NbdNegotiated& negotiated) {
   NbdCommand command;
   command.payload = header.type == nbd::kCmdWrite ? header.length : 0;
   if (header.magic != nbd::kRequestMagic) {
@@ -68,12 +71,23 @@ NbdCommand InterpretRequest(const NbdRequestHeader& header, const NbdExport& spe
       // provisions what NO_HOLE asks for.
       allowed_flags |= nbd::kCmdFlagNoHole;
       break;
+    case nbd::kCmdBlockStatus:
+      if (negotiated.contexts.empty())
+        return Reject(std::move(command), nbd::kEinval,
+                      "block status without a negotiated metadata context");
+      op = Op::kBlockStatus;
+      allowed_flags |= nbd::kCmdFlagReqOne;
+      break;
+    case nbd::kCmdCache:
+      op = Op::kBlockStatus;  // the same checks: range and alignment, no data
+      break;
     default:
       return Reject(std::move(command), nbd::kEinval,
                     absl::StrCat("unknown command ", header.type));
   }
   const auto describe = [&] {
-    return absl::StrCat(OpName(op), " at offset ", header.offset, " length ", header.length);
+    return absl::StrCat(header.type == nbd::kCmdCache ? "cache" : OpName(op), " at offset ",
+                        header.offset, " length ", header.length);
   };
   if (ModifiesData(op) && spec.rules.caps.read_only)
     return Reject(std::move(command), nbd::kEperm,
@@ -92,10 +106,15 @@ NbdCommand InterpretRequest(const NbdRequestHeader& header, const NbdExport& spe
       (header.flags & nbd::kCmdFlagFua) != 0 && ModifiesData(op) ? kFua : kNoFlags;
   command.request =
       Request::Make(op, flags, header.offset, header.length, has_data ? &buffer_probe : nullptr);
+  if (op == Op::kBlockStatus) command.request.extents = &extents_probe;
   if (absl::Status status = ValidateRequest(spec.rules, command.request); !status.ok())
     return Reject(std::move(command), NbdErrorFor(op, status), std::string(status.message()));
   command.request.data = nullptr;
-  command.kind = NbdCommand::Kind::kSubmit;
+  command.request.extents = nullptr;
+  command.req_one = (header.flags & nbd::kCmdFlagReqOne) != 0;
+  command.kind = header.type == nbd::kCmdBlockStatus ? NbdCommand::Kind::kBlockStatus
+                 : header.type == nbd::kCmdCache     ? NbdCommand::Kind::kCache
+                                                     : NbdCommand::Kind::kSubmit;
   return command;
 }
 

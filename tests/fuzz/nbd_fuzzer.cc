@@ -4,7 +4,10 @@
 //
 // The first input byte picks the setting: bit 0 puts a valid handshake in front
 // of the rest (so most inputs reach the request parser), bit 1 makes that
-// handshake negotiate structured replies, bit 2 exports the device read-only.
+// handshake negotiate structured replies and the metadata contexts (for block
+// status), bit 2 exports the device read-only, bit 3 gives the export its
+// hooks: a hydration map (which answers wrongly for ranges over 512 KiB) and
+// a CACHE that succeeds at once.
 // Limits are tiny (16 KiB, 4 requests in flight) so that reading pauses often.
 // Every session's reply writer runs on one thread kept for the whole run.
 // Besides memory errors and hangs, it traps when a request the parser lets
@@ -122,14 +125,41 @@ class ReusedThread final : public internal::NbdSessionThreads {
 std::vector<std::byte> Handshake(bool structured) {
   nbd::WireWriter out;
   out.U32(nbd::kClientFlagFixedNewstyle | nbd::kClientFlagNoZeroes);
-  if (structured) out.U64(nbd::kOptionMagic).U32(nbd::kOptStructuredReply).U32(0);
+  if (structured) {
+    out.U64(nbd::kOptionMagic).U32(nbd::kOptStructuredReply).U32(0);
+    const absl::string_view contexts[] = {"base:allocation", "blkclone:hydrated"};
+    nbd::WireWriter query;
+    query.U32(0).U32(2);
+    for (absl::string_view context : contexts)
+      query.U32(static_cast<uint32_t>(context.size())).String(context);
+    out.U64(nbd::kOptionMagic)
+        .U32(nbd::kOptSetMetaContext)
+        .U32(static_cast<uint32_t>(query.data().size()))
+        .Bytes(query.data());
+  }
   out.U64(nbd::kOptionMagic).U32(nbd::kOptGo).U32(6).U32(0).U16(0);
   return {out.data().begin(), out.data().end()};
 }
 
-// Every request the parser passes is one the device accepts as it is. Tries a
-// header wherever the request magic appears: elsewhere the parser refuses it.
+// Hydrated and not in turns of 64 KiB; for a range over 512 KiB one run too
+// short, which the server must answer with EIO.
+std::vector<NbdHydrationRun> DescribeHydration(uint64_t offset, uint64_t length) {
+  std::vector<NbdHydrationRun> runs;
+  const uint64_t end = offset + length - (length > (512 << 10) ? 512 : 0);
+  for (uint64_t at = offset; at < end;) {
+    const uint64_t next = std::min(end, (at / 65536 + 1) * 65536);
+    runs.push_back({.offset = at, .length = next - at, .hydrated = at / 65536 % 2 == 0});
+    at = next;
+  }
+  return runs;
+}
+
+// Every request the parser passes is one the device accepts as it is (block
+// status and CACHE given an extent list). Tries a header wherever the request
+// magic appears: elsewhere the parser refuses it.
 void CheckParser(std::span<const std::byte> bytes, const internal::NbdExport& spec) {
+  const internal::NbdNegotiated negotiated = {.structured_replies = true,
+                                              .contexts = {internal::NbdContext::kAllocation}};
   static constexpr std::byte kMagic[] = {
       std::byte{nbd::kRequestMagic >> 24}, std::byte{(nbd::kRequestMagic >> 16) & 0xff},
       std::byte{(nbd::kRequestMagic >> 8) & 0xff}, std::byte{nbd::kRequestMagic & 0xff}};
@@ -140,12 +170,19 @@ void CheckParser(std::span<const std::byte> bytes, const internal::NbdExport& sp
     if (at + nbd::kRequestHeaderSize > bytes.size()) return;
     const internal::NbdRequestHeader header =
         internal::DecodeRequestHeader(bytes.subspan(at).first<nbd::kRequestHeaderSize>());
-    internal::NbdCommand command = internal::InterpretRequest(header, spec);
-    if (command.kind != internal::NbdCommand::Kind::kSubmit) continue;
+    internal::NbdCommand command = internal::InterpretRequest(header, spec, negotiated);
+    if (command.kind == internal::NbdCommand::Kind::kReject ||
+        command.kind == internal::NbdCommand::Kind::kBadMagic ||
+        command.kind == internal::NbdCommand::Kind::kDisconnect)
+      continue;
     Request& request = command.request;
     const bool has_data = request.op == Op::kRead || request.op == Op::kWrite;
     static std::byte probe;
+    static std::vector<Extent> extents;
     request.data = has_data ? &probe : nullptr;
+    request.extents = request.op == Op::kBlockStatus ? &extents : nullptr;
+    Require((command.kind == internal::NbdCommand::Kind::kSubmit) ==
+            (request.op != Op::kBlockStatus));
     Require(ValidateRequest(spec.rules, request).ok());
     Require(!has_data || request.length <= spec.max_payload);
     Require(request.op == Op::kFlush || request.length > 0);
@@ -159,6 +196,10 @@ void Run(const uint8_t* data, size_t size) {
   static std::unique_ptr<MemoryDevice> device = *MemoryDevice::Create({.size = 1 << 20});
   NbdServerOptions options;
   options.read_only = (mode & 4) != 0;
+  if (mode & 8) {
+    options.describe_hydration = &DescribeHydration;
+    options.hydrate_range = [](uint64_t, uint64_t) { return absl::OkStatus(); };
+  }
   options.max_in_flight_bytes = 16 << 10;
   options.max_in_flight_requests = 4;
   absl::StatusOr<internal::NbdExport> spec = internal::MakeNbdExport(device->info(), options);

@@ -63,6 +63,7 @@ absl::StatusOr<DeviceInfo> MakeDeviceInfo(const std::string& uri, const NbdExpor
                .discard_zeroes_data = false,
                .write_zeroes = writable && export_info.can_zero,
                .read_only = !writable,
+               .block_status = export_info.can_block_status,
                .volatile_write_cache = export_info.can_flush,
                // Without a cache to flush, every completed write is durable.
                .fua = export_info.can_fua || !export_info.can_flush ? FuaSupport::kNative
@@ -94,24 +95,23 @@ absl::StatusOr<std::unique_ptr<NbdDevice>> NbdDevice::Open(const std::string& ur
   BLKCLONE_ASSIGN_OR_RETURN(std::unique_ptr<internal::NbdDispatcher> dispatcher,
                             internal::NbdDispatcher::Create(uri, static_cast<int>(clients.size()),
                                                             options.request_timeout));
-  std::unique_ptr<NbdDevice> device(
-      new NbdDevice(uri, export_info, info, options.writable, std::move(dispatcher)));
+  std::unique_ptr<NbdDevice> device(new NbdDevice(uri, export_info, info, std::move(dispatcher)));
   const internal::NbdConnectionConfig config{
       .uri = uri, .options = options, .expected = export_info, .features = device->features_};
   for (size_t i = 0; i < clients.size(); ++i) {
-    device->connections_.push_back(
-        std::make_unique<internal::NbdClientConnection>(static_cast<int>(i), config, *device->dispatcher_,
-                                                  device->durability_, std::move(clients[i])));
+    device->connections_.push_back(std::make_unique<internal::NbdClientConnection>(
+        static_cast<int>(i), config, *device->dispatcher_, device->durability_,
+        std::move(clients[i])));
   }
   return device;
 }
 
 NbdDevice::NbdDevice(std::string uri, const NbdExportInfo& export_info, const DeviceInfo& info,
-                     bool writable, std::unique_ptr<internal::NbdDispatcher> dispatcher)
+                     std::unique_ptr<internal::NbdDispatcher> dispatcher)
     : uri_(std::move(uri)),
       export_info_(export_info),
       info_(info),
-      features_(internal::NbdFeatures::For(export_info, writable)),
+      features_(internal::NbdFeatures::For(export_info, info)),
       dispatcher_(std::move(dispatcher)) {}
 
 NbdDevice::~NbdDevice() {
@@ -119,8 +119,9 @@ NbdDevice::~NbdDevice() {
   connections_.clear();  // each thread completes what it holds before it ends
   internal::NbdCommandList queued;
   dispatcher_->TakeAll(queued);
-  dispatcher_->FinishAll(
-      queued, [](const internal::NbdClientCommand& command) { return internal::ClosedError(command); });
+  dispatcher_->FinishAll(queued, [](const internal::NbdClientCommand& command) {
+    return internal::ClosedError(command);
+  });
 }
 
 void NbdDevice::Submit(Request& request) noexcept {

@@ -75,7 +75,7 @@ class NbdDevice {
 
  private:
   NbdDevice(std::string uri, const NbdExportInfo& export_info, const DeviceInfo& info,
-            bool writable, std::unique_ptr<internal::NbdDispatcher> dispatcher);
+            std::unique_ptr<internal::NbdDispatcher> dispatcher);
 
   const std::string uri_;
   const NbdExportInfo export_info_;

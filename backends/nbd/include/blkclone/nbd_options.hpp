@@ -48,6 +48,7 @@ struct NbdExportInfo {
   bool can_zero = false;
   bool can_multi_conn = false;
   bool structured_replies = false;
+  bool can_block_status = false;  // the base:allocation metadata context was negotiated
 
   bool operator==(const NbdExportInfo&) const = default;
 };

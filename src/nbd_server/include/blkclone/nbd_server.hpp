@@ -4,7 +4,9 @@
 //
 // The server speaks fixed newstyle NBD over a Unix socket or TCP (loopback by
 // default), with structured replies, FLUSH, FUA, TRIM and WRITE_ZEROES as the
-// device allows; docs/design.md ("NBD export") lists what it supports and why.
+// device allows, block status (base:allocation, and blkclone:hydrated where a
+// hook describes a clone's hydration) and CACHE; docs/design.md ("NBD export")
+// lists what it supports and why.
 // Each client gets a thread that reads its requests and submits them to the
 // device without waiting, and a thread that sends replies as they complete.
 //
@@ -20,6 +22,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -56,6 +59,20 @@ struct NbdListenAddress {
 // says what is wrong.
 [[nodiscard]] absl::StatusOr<NbdListenAddress> ParseNbdListenAddress(absl::string_view text);
 
+// Part of a range that a clone has hydrated, or not: an answer for the
+// metadata context blkclone:hydrated.
+struct NbdHydrationRun {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  bool hydrated = false;
+
+  bool operator==(const NbdHydrationRun&) const = default;
+};
+
+using NbdDescribeHydration =
+    std::function<std::vector<NbdHydrationRun>(uint64_t offset, uint64_t length)>;
+using NbdHydrateRange = std::function<absl::Status(uint64_t offset, uint64_t length)>;
+
 struct NbdServerOptions {
   NbdListenAddress listen = {};
   // Clients name it in NBD_OPT_GO / EXPORT_NAME; the empty name (the
@@ -78,6 +95,17 @@ struct NbdServerOptions {
   // How long Stop() lets clients take their last replies before it closes
   // their connections anyway.
   std::chrono::milliseconds drain_timeout{10000};
+  // When set, clients may select the metadata context blkclone:hydrated,
+  // answered from it: runs that cover [offset, offset + length) exactly, in
+  // order, each a whole number of logical blocks (else the client gets EIO).
+  // Called on a connection's reading thread, so it must be quick and must not
+  // wait for the device. A clone's DescribeHydration.
+  NbdDescribeHydration describe_hydration = nullptr;
+  // NBD_CMD_CACHE: makes the range local, returning once it is or failed. Runs
+  // on a few worker threads per connection; Stop() waits for those running.
+  // Without it, CACHE (advisory) succeeds having done nothing. A clone's
+  // HydrateRange.
+  NbdHydrateRange hydrate_range = nullptr;
 };
 
 namespace internal {

@@ -3,16 +3,19 @@
 //
 // A request becomes up to three stages, sent one after the other on one
 // connection: a flush in front of it (kPreflush), the operation itself (a
-// discard or write-zeroes longer than NBD's 32-bit length is sent in pieces),
-// and a flush after it when FUA is asked of a server without native FUA. A
+// discard or write-zeroes longer than NBD's 32-bit length is sent in pieces;
+// a block status is asked again from where the server's answer stopped), and
+// a flush after it when FUA is asked of a server without native FUA. A
 // connection loss sends the current stage again, elsewhere.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "blkclone/device_info.hpp"
 #include "blkclone/nbd_options.hpp"
 #include "blkclone/request.hpp"
 #include "boost/intrusive/list.hpp"
@@ -23,10 +26,11 @@ using NbdClock = std::chrono::steady_clock;
 
 // What the server's flags and the device's mode let the plan use.
 struct NbdFeatures {
-  bool send_flush = false;  // writable, and the server has a volatile cache to flush
-  bool send_fua = false;    // the server takes NBD_CMD_FLAG_FUA
+  bool send_flush = false;    // writable, and the server has a volatile cache to flush
+  bool send_fua = false;      // the server takes NBD_CMD_FLAG_FUA
+  uint64_t block_size = 512;  // the device's logical block size: kBlockStatus answers are in it
 
-  static NbdFeatures For(const NbdExportInfo& export_info, bool writable);
+  static NbdFeatures For(const NbdExportInfo& export_info, const DeviceInfo& info);
 };
 
 struct NbdClientCommand {
@@ -46,13 +50,17 @@ struct NbdClientCommand {
   bool released = false;  // libnbd no longer refers to it
   int error = 0;          // the reply's errno, when answered
   absl::Status refused;   // libnbd would not send it
+  // kBlockStatus: the server's base:allocation answer, clipped to what was
+  // asked, merged, in bytes (a hole reads as zeroes: NBD_STATE_ZERO).
+  std::vector<Extent> answer;
 
   boost::intrusive::list_member_hook<> hook;
 };
 
 using NbdCommandList = boost::intrusive::list<
-    NbdClientCommand, boost::intrusive::member_hook<NbdClientCommand, boost::intrusive::list_member_hook<>,
-                                              &NbdClientCommand::hook>>;
+    NbdClientCommand,
+    boost::intrusive::member_hook<NbdClientCommand, boost::intrusive::list_member_hook<>,
+                                  &NbdClientCommand::hook>>;
 
 // One NBD command: a flush, or the op over [offset, offset + length).
 struct NbdWireCommand {

@@ -7,7 +7,10 @@
 // request; a writer thread sends replies in completion order. So a client that
 // does not read its replies blocks its own writer and never a device thread.
 // Reading pauses while the connection holds max_in_flight_requests requests or
-// max_in_flight_bytes of data buffers, counted until their replies have gone.
+// max_in_flight_bytes of data buffers (and block status replies), counted
+// until their replies have gone. Block status is answered by the device and
+// the export's hydration hook (called on the reading thread), CACHE by its
+// hydrate hook on worker threads started at the first CACHE.
 //
 //   NbdConnection connection(stream, device, spec, {.max_in_flight_bytes = 64 << 20,
 //                                                   .max_in_flight_requests = 256});
@@ -17,11 +20,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 
 #include "absl/functional/function_ref.h"
 #include "blkclone/any_block_device.hpp"
 #include "blkclone/internal/mutex.hpp"
 #include "blkclone/internal/nbd_export.hpp"
+#include "blkclone/internal/nbd_handshake.hpp"
 #include "blkclone/internal/nbd_stream.hpp"
 #include "blkclone/internal/nbd_transmission.hpp"
 
@@ -42,11 +47,13 @@ class NbdSessionThreads {
 };
 
 // Threads: Serve runs on one thread and starts the writer thread; device
-// completions arrive on any thread; Stop may be called from any thread.
-// Locking: mu_ guards the ready queue, the in-flight counts and the flags.
+// completions and CACHE workers finish requests on theirs; Stop may be called
+// from any thread. Locking: mu_ guards the ready queue, the in-flight counts
+// and the flags.
 class NbdConnection {
  public:
   NbdConnection(NbdStream& stream, AnyBlockDevice& device, const NbdExport& spec, NbdLimits limits);
+  ~NbdConnection();
   NbdConnection(const NbdConnection&) = delete;
   NbdConnection& operator=(const NbdConnection&) = delete;
 
@@ -61,16 +68,24 @@ class NbdConnection {
 
  private:
   struct InFlight;
+  class CacheWorkers;
 
   void ReadRequests();
   // Handles one decoded request; false once the session must end.
   bool Handle(const NbdRequestHeader& header);
+  // Answers from the hydration hook at once, and from the device (or as all
+  // data when it cannot tell) for base:allocation.
+  void AnswerBlockStatus(std::unique_ptr<InFlight> op);
+  // Hands the range to the hydrate hook on a worker, or succeeds at once.
+  void Cache(std::unique_ptr<InFlight> op);
   // Waits for room for one more request holding `bytes` of buffer; false if the
   // connection is stopping or broken meanwhile.
   bool Reserve(uint64_t bytes);
   // Returns an op's share of the limits.
   void Release(const InFlight& op);
   static void OnDeviceDone(Request& request, absl::Status status);
+  // Fails `op` with the NBD error for `status`, at the request's offset.
+  static void Fail(InFlight& op, const absl::Status& status);
   // Queues the reply of a finished op for the writer.
   void Finish(InFlight* op);
   void WriteReplies();
@@ -80,7 +95,7 @@ class NbdConnection {
   AnyBlockDevice& device_;
   const NbdExport& spec_;
   const NbdLimits limits_;
-  bool structured_ = false;  // set by the handshake, before the writer starts
+  NbdNegotiated negotiated_;  // set by the handshake, before the writer starts
 
   Mutex mu_;
   CondVar ready_cv_;  // a reply was queued, or reading ended
@@ -91,6 +106,9 @@ class NbdConnection {
   bool reading_done_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;  // a reply could not be sent
+  // Started by the reading thread at the first CACHE. Declared last, so that
+  // its threads are joined before anything they use is destroyed.
+  std::unique_ptr<CacheWorkers> cache_workers_;
 };
 
 }  // namespace blkclone::internal

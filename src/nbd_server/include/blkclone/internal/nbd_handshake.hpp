@@ -7,6 +7,9 @@
 //   NBD_OPT_EXPORT_NAME           the old way in; an unknown name ends the session
 //   NBD_OPT_LIST                  the one export
 //   NBD_OPT_STRUCTURED_REPLY      switches READ replies to structured chunks
+//   NBD_OPT_LIST_META_CONTEXT     the export's metadata contexts that match
+//   NBD_OPT_SET_META_CONTEXT      selects those for NBD_CMD_BLOCK_STATUS; both
+//                                 need structured replies first
 //   NBD_OPT_ABORT                 acknowledged, then the session ends
 //   anything else                 NBD_REP_ERR_UNSUP, and the client may go on
 // Malformed options get NBD_REP_ERR_INVALID, oversized ones NBD_REP_ERR_TOO_BIG.
@@ -17,14 +20,19 @@
 //   if (!negotiated.ok()) return;  // the session is over; close the connection
 #pragma once
 
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "blkclone/internal/nbd_export.hpp"
+#include "blkclone/internal/nbd_meta_context.hpp"
 #include "blkclone/internal/nbd_stream.hpp"
 
 namespace blkclone::internal {
 
 struct NbdNegotiated {
   bool structured_replies = false;
+  // Selected by the last NBD_OPT_SET_META_CONTEXT; block status needs one.
+  std::vector<NbdContext> contexts;
 };
 
 // Runs the handshake on `stream`. Returns what was negotiated once the client

@@ -34,6 +34,7 @@ inline constexpr uint16_t kFlagSendFua = 1 << 3;
 inline constexpr uint16_t kFlagSendTrim = 1 << 5;
 inline constexpr uint16_t kFlagSendWriteZeroes = 1 << 6;
 inline constexpr uint16_t kFlagCanMultiConn = 1 << 8;
+inline constexpr uint16_t kFlagSendCache = 1 << 10;
 
 // Options.
 inline constexpr uint32_t kOptExportName = 1;
@@ -42,11 +43,14 @@ inline constexpr uint32_t kOptList = 3;
 inline constexpr uint32_t kOptInfo = 6;
 inline constexpr uint32_t kOptGo = 7;
 inline constexpr uint32_t kOptStructuredReply = 8;
+inline constexpr uint32_t kOptListMetaContext = 9;
+inline constexpr uint32_t kOptSetMetaContext = 10;
 
 // Option replies; errors have bit 31 set.
 inline constexpr uint32_t kRepAck = 1;
 inline constexpr uint32_t kRepServer = 2;
 inline constexpr uint32_t kRepInfo = 3;
+inline constexpr uint32_t kRepMetaContext = 4;
 inline constexpr uint32_t kRepErrUnsup = 0x80000001;
 inline constexpr uint32_t kRepErrInvalid = 0x80000003;
 inline constexpr uint32_t kRepErrUnknown = 0x80000006;
@@ -64,15 +68,25 @@ inline constexpr uint16_t kCmdWrite = 1;
 inline constexpr uint16_t kCmdDisc = 2;
 inline constexpr uint16_t kCmdFlush = 3;
 inline constexpr uint16_t kCmdTrim = 4;
+inline constexpr uint16_t kCmdCache = 5;
 inline constexpr uint16_t kCmdWriteZeroes = 6;
+inline constexpr uint16_t kCmdBlockStatus = 7;
 inline constexpr uint16_t kCmdFlagFua = 1 << 0;
 inline constexpr uint16_t kCmdFlagNoHole = 1 << 1;
+inline constexpr uint16_t kCmdFlagReqOne = 1 << 3;
 
 // Structured reply chunks.
 inline constexpr uint16_t kReplyFlagDone = 1 << 0;
 inline constexpr uint16_t kReplyTypeOffsetData = 1;
+inline constexpr uint16_t kReplyTypeBlockStatus = 5;
 inline constexpr uint16_t kReplyTypeError = (1 << 15) + 1;
 inline constexpr uint16_t kReplyTypeErrorOffset = (1 << 15) + 2;
+
+// Block status flags of base:allocation; blkclone:hydrated is documented in
+// docs/design.md ("Metadata contexts").
+inline constexpr uint32_t kStateHole = 1 << 0;
+inline constexpr uint32_t kStateZero = 1 << 1;
+inline constexpr uint32_t kStateHydrated = 1 << 0;
 
 // Error values: fixed by the protocol, whatever the host's errno numbering.
 inline constexpr uint32_t kEperm = 1;
@@ -81,8 +95,10 @@ inline constexpr uint32_t kEinval = 22;
 inline constexpr uint32_t kEnospc = 28;
 
 // Message sizes.
-inline constexpr size_t kOptionHeaderSize = 16;   // magic, option, length
-inline constexpr size_t kRequestHeaderSize = 28;  // magic, flags, type, cookie, offset, length
+inline constexpr size_t kOptionHeaderSize = 16;     // magic, option, length
+inline constexpr size_t kRequestHeaderSize = 28;    // magic, flags, type, cookie, offset, length
+inline constexpr size_t kChunkHeaderSize = 20;      // magic, flags, type, cookie, length
+inline constexpr size_t kStatusDescriptorSize = 8;  // length, flags
 inline constexpr size_t kExportNameReplyZeroes = 124;
 
 // Limits: the protocol's for strings, the portable maximum for a payload (which

@@ -2,7 +2,7 @@
 // headers, mapping device errors to NBD errors, and encoding replies. No I/O,
 // so the fuzzer and unit tests drive them directly.
 //
-//   NbdCommand command = InterpretRequest(DecodeRequestHeader(raw), spec);
+//   NbdCommand command = InterpretRequest(DecodeRequestHeader(raw), spec, negotiated);
 //   switch (command.kind) { ... }  // submit command.request, or reply command.error
 //   WireWriter header;
 //   EncodeReply({.cookie = cookie, .command = nbd::kCmdRead, .data_length = n}, true, header);
@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "blkclone/internal/nbd_export.hpp"
+#include "blkclone/internal/nbd_handshake.hpp"
 #include "blkclone/internal/nbd_protocol.hpp"
 #include "blkclone/request.hpp"
 
@@ -34,13 +35,17 @@ NbdRequestHeader DecodeRequestHeader(std::span<const std::byte, nbd::kRequestHea
 // What to do with one request.
 struct NbdCommand {
   enum class Kind : uint8_t {
-    kSubmit,      // `request` is valid for the device (op, flags, offset, length)
-    kReject,      // reply `error` without touching the device
-    kDisconnect,  // NBD_CMD_DISC: finish what is in flight, then close
-    kBadMagic,    // the stream is out of step: close at once
+    kSubmit,       // `request` is valid for the device (op, flags, offset, length)
+    kBlockStatus,  // answer for `request`'s range (a valid kBlockStatus but for
+                   // its extent list) in the negotiated metadata contexts
+    kCache,        // NBD_CMD_CACHE of `request`'s range (checked as kBlockStatus)
+    kReject,       // reply `error` without touching the device
+    kDisconnect,   // NBD_CMD_DISC: finish what is in flight, then close
+    kBadMagic,     // the stream is out of step: close at once
   };
   Kind kind = Kind::kReject;
-  Request request;  // kSubmit; the caller supplies the buffer
+  Request request;       // kSubmit; the caller supplies the buffer
+  bool req_one = false;  // kBlockStatus: NBD_CMD_FLAG_REQ_ONE, one descriptor per context
   uint32_t error = 0;
   std::string message;
   // Bytes that follow the header on the wire (a WRITE's data), whatever the
@@ -48,10 +53,11 @@ struct NbdCommand {
   uint32_t payload = 0;
 };
 
-// Checks every field against the protocol and the export: magic, command,
-// flags, payload size, then the device's own rules (ValidateRequest), so that
-// only requests the device accepts reach it.
-NbdCommand InterpretRequest(const NbdRequestHeader& header, const NbdExport& spec);
+// Checks every field against the protocol, the export and what the handshake
+// negotiated: magic, command, flags, payload size, then the device's own rules
+// (ValidateRequest), so that only requests the device accepts reach it.
+NbdCommand InterpretRequest(const NbdRequestHeader& header, const NbdExport& spec,
+                            const NbdNegotiated& negotiated);
 
 // The NBD error for a request `op` that failed with `status` (0 for OK):
 // out of range is EINVAL for reads and ENOSPC for writes, as the protocol asks;

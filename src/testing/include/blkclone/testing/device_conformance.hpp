@@ -18,6 +18,7 @@
 // block size as it likes (the suite reads info()).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cstring>
@@ -60,9 +61,15 @@ class DeviceConformanceTest : public ::testing::Test {
   Device& device() { return *device_; }
   uint32_t block() { return device_->info().logical_block_size; }
 
+  // Reads in pieces of at most max_transfer bytes, so that any range reads back.
   PatternBuffer ReadBack(uint64_t offset, uint64_t length) {
     PatternBuffer buffer(length);
-    EXPECT_TRUE(ReadAt(device(), offset, buffer.span()).ok());
+    const uint64_t max_transfer = device_->info().max_transfer;
+    const uint64_t piece = max_transfer != 0 ? max_transfer : length;
+    for (uint64_t done = 0; done < length; done += piece) {
+      const uint64_t size = std::min(piece, length - done);
+      EXPECT_TRUE(ReadAt(device(), offset + done, buffer.span().subspan(done, size)).ok());
+    }
     return buffer;
   }
 
