@@ -120,9 +120,13 @@ TEST_F(CloneSparseTest, HydrationCopiesOnlyDataAndZeroesTheHolesOnTheDestination
 TEST_F(CloneSparseTest, ABatchOverHolesReachesPastTheBatchSizeButNotPastTheWindow) {
   Open({.allocation_window = 8 * kRegion});
   // Regions 4..7 are holes, up to the window's end at region 8.
-  EXPECT_EQ(*clone_->StartBackgroundHydration(4, 1), 4u);
+  const StartedHydration holes = *clone_->StartBackgroundHydration(4, 1);
+  EXPECT_EQ(holes.regions, 4u);
+  EXPECT_TRUE(holes.zeroes_only);
   // Region 9 and 10 are holes, then data: the batch stays the batch there.
-  EXPECT_EQ(*clone_->StartBackgroundHydration(9, 4), 3u);
+  const StartedHydration mixed = *clone_->StartBackgroundHydration(9, 4);
+  EXPECT_EQ(mixed.regions, 3u);
+  EXPECT_FALSE(mixed.zeroes_only);
   ASSERT_TRUE(clone_->Close().ok());
   for (uint64_t region : {4, 5, 6, 7, 9, 10, 11}) EXPECT_TRUE(metadata_->map().IsSet(region));
   EXPECT_EQ(SourceBytesRead(), kRegion) << "only region 11 holds data";
@@ -197,7 +201,7 @@ TEST_F(CloneSparseTest, AFailedZeroingLeavesTheRegionUnhydratedAndStillReadingZe
   Open();
   clone_->CountDataBytes();
   dest_->AddRule({.ops = {Op::kDiscard}, .count = 2});
-  EXPECT_EQ(*clone_->StartBackgroundHydration(1, 1), 1u);
+  EXPECT_EQ(clone_->StartBackgroundHydration(1, 1)->regions, 1u);
   EXPECT_FALSE(metadata_->map().IsSet(1));
   EXPECT_EQ(Read(kRegion, kRegion), Bytes(kRegion));
   EXPECT_EQ(clone_->HydrateRange(kRegion, 1).code(), absl::StatusCode::kInternal);

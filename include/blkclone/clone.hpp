@@ -74,6 +74,14 @@ struct CloneOptions {
   size_t allocation_windows_kept = SourceAllocationOptions().max_windows;
 };
 
+// What StartBackgroundHydration started: `regions` from the first one, and
+// whether they are all holes of the source, zeroed without a copy (those do
+// not count toward a scheduler's threshold: they cost no copy).
+struct StartedHydration {
+  uint64_t regions = 0;
+  bool zeroes_only = false;
+};
+
 // Part of the map, for DescribeHydration: a run of bytes all hydrated or not.
 struct RangeState {
   uint64_t offset = 0;
@@ -171,11 +179,11 @@ class Clone {
   // Starts a background copy of the unhydrated regions from `first` on, at
   // most `max_count` of them (more when they are holes of the source, which
   // cost no copy), stopping at the first region that is hydrated or being
-  // hydrated. Returns how many regions it started (0: none to copy there);
-  // the end is reported by CloneListener::OnHydrationDone. May first wait for
-  // the source to say where its holes are there. Fails in ro and Fail modes
-  // and once the clone is closing.
-  absl::StatusOr<uint64_t> StartBackgroundHydration(uint64_t first, uint64_t max_count) {
+  // hydrated. Returns what it started (0 regions: none to copy there); the
+  // end is reported by CloneListener::OnHydrationDone. May first wait for the
+  // source to say where its holes are there. Fails in ro and Fail modes and
+  // once the clone is closing.
+  absl::StatusOr<StartedHydration> StartBackgroundHydration(uint64_t first, uint64_t max_count) {
     return StartHydration(first, max_count, /*background=*/true);
   }
 
@@ -192,8 +200,9 @@ class Clone {
     for (uint64_t region = RegionOf(offset);;) {
       region = metadata_.map().FindNextUnset(region);
       if (region >= end) return absl::OkStatus();
-      BLKCLONE_ASSIGN_OR_RETURN(uint64_t started,
+      BLKCLONE_ASSIGN_OR_RETURN(StartedHydration start,
                                 StartHydration(region, end - region, /*background=*/false));
+      const uint64_t started = start.regions;
       internal::MutexLock lock(mu_);
       hydration_done_cv_.Wait(mu_, [this, region]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return FindHydration(region, region + 1) == nullptr;
@@ -284,6 +293,11 @@ class Clone {
   uint64_t hydrating_regions() const {
     internal::MutexLock lock(mu_);
     return hydrating_regions_;
+  }
+  // Of those, the regions whose hydration reads the source (not a hole run).
+  uint64_t copying_regions() const {
+    internal::MutexLock lock(mu_);
+    return copying_regions_;
   }
   // User requests whose completion has not yet returned.
   uint64_t active_requests() const {
@@ -421,7 +435,7 @@ class Clone {
           in_flight->waiters.push_back(piece);
           return;
         } else {
-          hydration = NewHydrationLocked(piece.region, 1);
+          hydration = NewHydrationLocked(piece.region, 1, /*zeroes_only=*/false);
           hydration->overwrite = piece.down.length == geometry_.region_size;
           if (!hydration->overwrite) hydration->waiters.push_back(piece);
         }
@@ -459,7 +473,7 @@ class Clone {
     return it->first_region + it->region_count > first ? &*it : nullptr;
   }
 
-  Hydration* NewHydrationLocked(uint64_t first, uint64_t count)
+  Hydration* NewHydrationLocked(uint64_t first, uint64_t count, bool zeroes_only)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Hydration* hydration = hydration_pool_.Get();
     hydration->owner = this;
@@ -467,18 +481,23 @@ class Clone {
     hydration->region_count = count;
     hydration->overwrite = false;
     hydration->background = false;
+    hydration->zeroes_only = zeroes_only;
     hydrations_.insert(*hydration);
     hydrating_regions_ += count;
+    if (!zeroes_only) copying_regions_ += count;
     ++active_hydrations_;
     return hydration;
   }
 
-  absl::StatusOr<uint64_t> StartHydration(uint64_t first, uint64_t max_count, bool background) {
+  absl::StatusOr<StartedHydration> StartHydration(uint64_t first, uint64_t max_count,
+                                                  bool background) {
+    uint64_t hole_regions = 0;
     if (first < geometry_.region_count && SparseHydration()) {
       // Within one window of the source's answer, and past a batch over holes.
       allocation_.WaitUntilKnown(first * geometry_.region_size);
       const uint64_t window_regions = allocation_.window() / geometry_.region_size;
-      max_count = std::min(std::max(max_count, HoleRegionsFrom(first)),
+      hole_regions = HoleRegionsFrom(first);
+      max_count = std::min(std::max(max_count, hole_regions),
                            (first / window_regions + 1) * window_regions - first);
     }
     Hydration* hydration;
@@ -490,16 +509,17 @@ class Clone {
       uint64_t count = 0;
       const uint64_t end = std::min(geometry_.region_count, first + max_count);
       while (first + count < end && !map.IsSet(first + count)) ++count;
-      if (count == 0) return 0;
+      if (count == 0) return StartedHydration{};
       // Stop before any region a hydration in flight already covers.
       while (Hydration* in_flight = FindHydration(first, first + count)) {
-        if (in_flight->first_region <= first) return 0;
+        if (in_flight->first_region <= first) return StartedHydration{};
         count = in_flight->first_region - first;
       }
-      hydration = NewHydrationLocked(first, count);
+      hydration = NewHydrationLocked(first, count, /*zeroes_only=*/count <= hole_regions);
       hydration->background = background;
     }
-    const uint64_t started = hydration->region_count;
+    const StartedHydration started{.regions = hydration->region_count,
+                                   .zeroes_only = hydration->zeroes_only};
     StartCopy(*hydration);
     return started;
   }
@@ -614,8 +634,11 @@ class Clone {
   absl::Status FinishHydration(Hydration& hydration, absl::Status status) {
     internal::WaitList waiters;
     const bool was_copy = !hydration.overwrite;
-    const bool background = hydration.background;
-    const uint64_t first = hydration.first_region, count = hydration.region_count;
+    HydrationEnd end;
+    end.background = hydration.background;
+    end.first_region = hydration.first_region;
+    end.region_count = hydration.region_count;
+    end.zeroes_only = hydration.zeroes_only;
     const uint64_t copied = was_copy ? hydration.copied_bytes : 0;
     {
       internal::MutexLock lock(mu_);
@@ -632,6 +655,7 @@ class Clone {
       }
       hydrations_.erase(hydrations_.iterator_to(hydration));
       hydrating_regions_ -= hydration.region_count;
+      if (!hydration.zeroes_only) copying_regions_ -= hydration.region_count;
       waiters.swap(hydration.waiters);
     }
     hydration_pool_.Put(&hydration);
@@ -646,8 +670,11 @@ class Clone {
         FinishPiece(piece, status);
       }
     }
-    if (CloneListener* listener = listener_.load(std::memory_order_acquire))
-      listener->OnHydrationDone(background, first, count, status.ok() ? copied : 0, status);
+    if (CloneListener* listener = listener_.load(std::memory_order_acquire)) {
+      end.copied_bytes = status.ok() ? copied : 0;
+      end.status = status;
+      listener->OnHydrationDone(end);
+    }
     internal::MutexLock lock(mu_);
     --active_hydrations_;
     hydration_done_cv_.SignalAll();
@@ -955,6 +982,7 @@ class Clone {
   mutable internal::Mutex mu_;
   internal::HydrationIndex hydrations_ ABSL_GUARDED_BY(mu_);
   uint64_t hydrating_regions_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t copying_regions_ ABSL_GUARDED_BY(mu_) = 0;  // of hydrations not zeroes_only
   uint64_t active_hydrations_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t active_ios_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t listener_calls_ ABSL_GUARDED_BY(mu_) = 0;

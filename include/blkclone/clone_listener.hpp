@@ -15,6 +15,18 @@
 
 namespace blkclone {
 
+// How a hydration ended: its regions, whether it was a background one and
+// all holes of the source (zeroed, never copied), the data it read from the
+// source, and its outcome.
+struct HydrationEnd {
+  bool background = false;
+  uint64_t first_region = 0;
+  uint64_t region_count = 0;
+  bool zeroes_only = false;
+  uint64_t copied_bytes = 0;
+  absl::Status status;
+};
+
 class CloneListener {
  public:
   virtual ~CloneListener() = default;
@@ -23,10 +35,8 @@ class CloneListener {
   virtual void OnUnhydratedRead(uint64_t region) = 0;
   // The last user request in flight completed.
   virtual void OnUserIdle() = 0;
-  // Any hydration (background or triggered by a write) finished, having read
-  // `copied_bytes` of data from the source (holes are zeroed, not copied).
-  virtual void OnHydrationDone(bool background, uint64_t first_region, uint64_t region_count,
-                               uint64_t copied_bytes, const absl::Status& status) = 0;
+  // Any hydration (background or triggered by a write) finished.
+  virtual void OnHydrationDone(const HydrationEnd& end) = 0;
 };
 
 }  // namespace blkclone

@@ -105,7 +105,7 @@ class Hydrator final : public CloneListener {
     thread_.join();
     count_thread_.join();
     internal::MutexLock lock(mu_);
-    cv_.Wait(mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return in_flight_ == 0; });
+    cv_.Wait(mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return hydrations_in_flight_ == 0; });
     clone_.SetListener(nullptr);
   }
   Hydrator(const Hydrator&) = delete;
@@ -172,7 +172,8 @@ class Hydrator final : public CloneListener {
     return p;
   }
 
-  // Regions of the background copies it started whose end it has not heard.
+  // Regions of the background copies it started whose end it has not heard
+  // (hole runs, zeroed without a copy, not counted).
   uint64_t regions_in_flight() const { return Get(&Hydrator::in_flight_); }
   // Changes and events so far (a count), and whether the scheduler has since
   // considered the first `changes` of them and gone to sleep with nothing to
@@ -202,14 +203,16 @@ class Hydrator final : public CloneListener {
     internal::MutexLock lock(mu_);
     WakeLocked();
   }
-  void OnHydrationDone(bool background, uint64_t first, uint64_t count, uint64_t copied_bytes,
-                       const absl::Status& status) override {
+  void OnHydrationDone(const HydrationEnd& end) override {
+    const absl::Status& status = end.status;
     std::optional<absl::Status> stopped;
     {
       internal::MutexLock lock(mu_);
-      if (copied_bytes > 0) copied_.push_back({Clock::now(), copied_bytes});
-      if (background) {
-        in_flight_ -= count;
+      if (end.copied_bytes > 0) copied_.push_back({Clock::now(), end.copied_bytes});
+      if (end.background) {
+        // As Run counted it; this may come first (a wrapping subtraction).
+        in_flight_ -= end.zeroes_only ? 0 : end.region_count;
+        --hydrations_in_flight_;
         if (status.ok()) {
           consecutive_failures_ = 0;
         } else if (++consecutive_failures_ >= retry_.max_consecutive_failures) {
@@ -222,12 +225,12 @@ class Hydrator final : public CloneListener {
               retry_.max_retry_delay,
               retry_.first_retry_delay * (uint64_t{1} << std::min(consecutive_failures_ - 1, 20u)));
           retry_at_ = Clock::now() + delay;
-          retry_region_ = first;
+          retry_region_ = end.first_region;
         }
       }
       WakeLocked();
     }
-    if (stopped && events_ != nullptr) events_->OnHydrationStopped(first, *stopped);
+    if (stopped && events_ != nullptr) events_->OnHydrationStopped(end.first_region, *stopped);
   }
 
  private:
@@ -345,7 +348,8 @@ class Hydrator final : public CloneListener {
       }
       // Its own copies count until it has heard of their end, so a failure is
       // handled (and retried) before anything else starts.
-      const uint64_t hydrating = std::max(clone_.hydrating_regions(), in_flight_);
+      // Hole runs cost no copy and do not count.
+      const uint64_t hydrating = std::max(clone_.copying_regions(), in_flight_);
       // Pause while the user has requests in flight; the clone signals idleness.
       if (!MayStart(now) || hydrating >= threshold_ || clone_.active_requests() > 0) {
         // Settled: nothing to start until something changes (no retry due later).
@@ -356,22 +360,23 @@ class Hydrator final : public CloneListener {
       const auto [region, aside] = PickRegion();
       const uint64_t count = std::min(batch_size_, threshold_ - hydrating);
       mu_.Unlock();
-      absl::StatusOr<uint64_t> started = clone_.StartBackgroundHydration(region, count);
+      auto started = clone_.StartBackgroundHydration(region, count);  // StatusOr<StartedHydration>
       mu_.Lock();
       if (!started.ok()) {
         // ro, Fail or closing: nothing more can be hydrated by this clone.
         enabled_ = false;
         continue;
       }
-      if (*started == 0) {
+      if (started->regions == 0) {
         // Being hydrated already: move on, and wait if every candidate may be.
         if (!aside) cursor_ = region + 1;
         if (hydrating > 0) SleepLocked(seen);  // until one of them ends
         continue;
       }
-      in_flight_ += *started;
+      in_flight_ += started->zeroes_only ? 0 : started->regions;
+      ++hydrations_in_flight_;
       if (first_copy_at_ == Clock::time_point()) first_copy_at_ = Clock::now();
-      if (!aside) cursor_ = region + *started;
+      if (!aside) cursor_ = region + started->regions;
     }
   }
 
@@ -394,7 +399,9 @@ class Hydrator final : public CloneListener {
   Clock::time_point retry_at_ ABSL_GUARDED_BY(mu_);
   uint64_t cursor_ ABSL_GUARDED_BY(mu_) = 0;
   std::optional<uint64_t> retry_region_ ABSL_GUARDED_BY(mu_);
-  uint64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // regions of the copies it started
+  // Regions of the copies it started (hole runs not counted) whose end it has not heard.
+  uint64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t hydrations_in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // background ones it started, all kinds
   std::deque<uint64_t> hot_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, uint32_t> read_counts_ ABSL_GUARDED_BY(mu_);
   std::deque<Copied> copied_ ABSL_GUARDED_BY(mu_);

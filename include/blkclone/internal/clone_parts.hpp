@@ -54,6 +54,7 @@ struct Hydration {
   uint64_t region_count = 0;
   bool overwrite = false;
   bool background = false;  // started by the scheduler, not by a write
+  bool zeroes_only = false;  // all holes of the source: zeroed, never copied
   WaitList waiters;  // writes and discards that wait for it
   CopyJob job;
   // A range with holes is hydrated in parts: copies of its data, zeroing of
