@@ -142,6 +142,13 @@ TEST_F(CloneSparseTest, ReadsOfUnhydratedHolesAnswerZeroesWithoutReadingTheSourc
   EXPECT_EQ(metadata_->map().CountSet(), 0u);
 }
 
+TEST_F(CloneSparseTest, ReadsBeforeTheSourceHasAnsweredGoToTheSource) {
+  Open();
+  EXPECT_EQ(Read(0, kRegion), Bytes(source_data_.begin(), source_data_.begin() + kRegion));
+  EXPECT_EQ(Read(kSize - kRegion, kRegion), Bytes(source_data_.end() - kRegion, source_data_.end()));
+  EXPECT_EQ(SourceBytesRead(), 2 * kRegion);
+}
+
 TEST_F(CloneSparseTest, APartialWriteToAPartlyHoledRegionCopiesOnlyItsData) {
   Open();
   clone_->CountDataBytes();

@@ -8,6 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "blkclone/sync_io.hpp"
+#include "blkclone/testing/counting_device.hpp"
+#include "blkclone/testing/delay_device.hpp"
 #include "blkclone/testing/fault_device.hpp"
 #include "blkclone/testing/memory_device.hpp"
 #include "gtest/gtest.h"
@@ -38,12 +40,21 @@ void Start(auto& copier, CopyResult& result, uint64_t offset, uint64_t length) {
   copier.Copy(result.job);
 }
 
+// A source holding random `data` from `seed`, and an empty destination.
+struct Pair {
+  std::unique_ptr<MemoryDevice> source, dest;
+  std::vector<std::byte> data;
+};
+Pair FilledPair(uint64_t size, uint32_t seed) {
+  Pair pair{*MemoryDevice::Create({.size = size}), *MemoryDevice::Create({.size = size}),
+            RandomBytes(size, seed)};
+  pair.source->Fill(0, pair.data);
+  return pair;
+}
+
 TEST(BufferedCopierTest, CopiesExactlyTheRangeInManyChunks) {
   constexpr uint64_t kSize = 4 << 20;
-  auto source = *MemoryDevice::Create({.size = kSize});
-  auto dest = *MemoryDevice::Create({.size = kSize});
-  const std::vector<std::byte> data = RandomBytes(kSize, 1);
-  source->Fill(0, data);
+  auto [source, dest, data] = FilledPair(kSize, 1);
   BufferedCopier copier(*source, *dest, {.chunk_size = 64 << 10, .max_in_flight = 2});
   CopyResult result;
   Start(copier, result, 4096, kSize - 3 * 4096);  // 63 chunks and a partial one
@@ -78,6 +89,42 @@ TEST(BufferedCopierTest, ZeroChunksAreZeroedNotWritten) {
     const std::vector<Extent> dense = {{0, kSize, false}};
     EXPECT_EQ(*DescribeAllocation(*dest, 0, kSize), detect ? holes : dense);
   }
+}
+
+// One long job keeps every buffer busy: its chunks are read side by side.
+TEST(BufferedCopierTest, RunsTheChunksOfOneJobSideBySide) {
+  constexpr uint64_t kSize = 1 << 20;
+  auto [source, dest, data] = FilledPair(kSize, 8);
+  DelayDevice<MemoryDevice> slow(*source, {.max_delay = std::chrono::milliseconds(2), .seed = 1});
+  CountingDevice<DelayDevice<MemoryDevice>> counted(slow);
+  CopyResult result;
+  {
+    BufferedCopier copier(counted, *dest, {.chunk_size = 16384, .max_in_flight = 4});
+    Start(copier, result, 0, kSize);
+  }  // waits for the job
+  ASSERT_EQ(result.completions.load(), 1);
+  ASSERT_TRUE(result.status.ok()) << result.status;
+  EXPECT_EQ(dest->Contents(), data);
+  const Counts counts = counted.Snapshot();
+  EXPECT_EQ(counts.submitted[Op::kRead], kSize / 16384);
+  EXPECT_EQ(counts.max_in_flight[Op::kRead], 4u);
+}
+
+// A failed chunk ends its job with its error; the chunks not yet started are
+// not read.
+TEST(BufferedCopierTest, AFailedChunkEndsItsJob) {
+  constexpr uint64_t kSize = 1 << 20;
+  auto source = *MemoryDevice::Create({.size = kSize});
+  auto dest = *MemoryDevice::Create({.size = kSize});
+  FaultInjectingDevice<MemoryDevice> faulty(*source);
+  faulty.AddRule({.ops = {Op::kRead}, .range = ByteRange{.offset = 65536, .length = 512}});
+  CountingDevice<FaultInjectingDevice<MemoryDevice>> counted(faulty);
+  BufferedCopier copier(counted, *dest, {.chunk_size = 16384, .max_in_flight = 2});
+  CopyResult result;
+  Start(copier, result, 0, kSize);
+  ASSERT_EQ(result.completions.load(), 1);
+  EXPECT_EQ(result.status.code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(counted.Snapshot().submitted[Op::kRead], 5u) << "chunks read after the failure";
 }
 
 TEST(BufferedCopierTest, ReportsSourceErrorsAndLeavesTheRestUntouched) {

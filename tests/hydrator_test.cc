@@ -268,7 +268,9 @@ TEST_F(HydratorTest, RetriesFailedCopiesWithBackoff) {
 }
 
 TEST_F(HydratorTest, StopsAfterRepeatedFailuresAndRestartsOnRequest) {
-  source_.AddRule({.ops = {Op::kRead}, .range = ByteRange{9 * kRegion, kRegion},
+  // The region's first chunk fails: one failed read per attempt (its other
+  // chunks are read side by side and succeed).
+  source_.AddRule({.ops = {Op::kRead}, .range = ByteRange{9 * kRegion, 512},
                    .error = absl::InternalError("bad sector")});
   // From the stop on, any copy started stays in flight: held.
   std::atomic<int> jobs_at_stop{-1};
