@@ -265,14 +265,8 @@ class Clone {
   }
 
   // Data copied from the source and holes zeroed by this clone's hydrations.
-  uint64_t copied_bytes() const {
-    internal::MutexLock lock(mu_);
-    return copied_bytes_;
-  }
-  uint64_t zeroed_bytes() const {
-    internal::MutexLock lock(mu_);
-    return zeroed_bytes_;
-  }
+  uint64_t copied_bytes() const { return Get(&Clone::copied_bytes_); }
+  uint64_t zeroed_bytes() const { return Get(&Clone::zeroed_bytes_); }
 
   // Frees the region map's memory once everything is hydrated, at the first
   // moment no request or hydration is in flight (now, if there is none).
@@ -290,24 +284,12 @@ class Clone {
   bool AllHydrated() const { return metadata_.map().AllSet(); }
 
   // Regions being hydrated right now (the dm status line's "hydrating regions").
-  uint64_t hydrating_regions() const {
-    internal::MutexLock lock(mu_);
-    return hydrating_regions_;
-  }
+  uint64_t hydrating_regions() const { return Get(&Clone::hydrating_regions_); }
   // Of those, the regions whose hydration reads the source (not a hole run).
-  uint64_t copying_regions() const {
-    internal::MutexLock lock(mu_);
-    return copying_regions_;
-  }
+  uint64_t copying_regions() const { return Get(&Clone::copying_regions_); }
   // User requests whose completion has not yet returned.
-  uint64_t active_requests() const {
-    internal::MutexLock lock(mu_);
-    return active_ios_;
-  }
-  CloneMode mode() const {
-    internal::MutexLock lock(mu_);
-    return mode_;
-  }
+  uint64_t active_requests() const { return Get(&Clone::active_ios_); }
+  CloneMode mode() const { return Get(&Clone::mode_); }
 
  private:
   using Piece = internal::Piece;
@@ -364,6 +346,14 @@ class Clone {
   }
 
   uint64_t RegionOf(uint64_t offset) const { return offset / geometry_.region_size; }
+
+  // A guarded field's value, read under the lock (by member pointer: the
+  // lock is taken here, not held by the caller).
+  template <class T>
+  T Get(T Clone::*field) const {
+    internal::MutexLock lock(mu_);
+    return this->*field;
+  }
 
   // ---- Splitting and routing ----
 
